@@ -1,0 +1,110 @@
+# Attention, from the bottleneck to the Vision Transformer: build and test the book.
+#
+#   make book    build the HTML book into _build/html (from clean; any warning or failing
+#                notebook cell fails the build)
+#   make test    every test: unit + notebook hygiene, the chapter notebooks, the clean
+#                book build, then browser tests of the built site
+#   make sync    copy repository.url from _config.yml into the notebooks' REPO_URL line
+#   make serve   serve _build/html on http://127.0.0.1:8000
+#   make clean   remove build outputs (make distclean also removes .venv and node_modules)
+#
+# Each target first creates or updates the local virtual environment .venv and the
+# browser assets (MathJax, ...) by itself. Variables:
+#   TORCH_SPEC   how to install PyTorch (default: torch==2.13.0), e.g.
+#                make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
+#   PIP_UPGRADE  1 = upgrade every dependency to its newest release (the weekly CI run)
+#   PYTHON       the interpreter that creates .venv (default: python3, 3.11 or newer)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PIP_UPGRADE ?=
+
+PY := $(VENV)/bin/python
+UPGRADING := $(filter 1 yes true,$(PIP_UPGRADE))
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check $(if $(UPGRADING),--upgrade --upgrade-strategy eager)
+VENV_STAMP := $(VENV)/.attnbook-installed
+NODE_STAMP := node_modules/.attnbook-installed
+VENDOR_STAMP := _static_vendor/.attnbook-copied
+
+# Quiet, offline, reproducible runs (notebooks, book build and tests alike).
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export TQDM_DISABLE := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# MPLBACKEND is NOT exported: a Jupyter kernel only picks the inline backend (figures in
+# the book) when MPLBACKEND is unset. Plain pytest runs get Agg (no windows) below.
+
+.PHONY: help venv assets book test test-unit test-notebooks test-site sync serve clean distclean FORCE
+
+help:
+	@sed -n '3,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
+
+# --- environments -----------------------------------------------------------------------
+
+venv: $(VENV_STAMP)
+
+# PyTorch first (TORCH_SPEC), so the ranges in requirements*.txt never swap it for another build.
+$(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml $(if $(UPGRADING),FORCE)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) $(TORCH_SPEC)
+	$(PIP_INSTALL) -r requirements-dev.txt
+	$(PIP_INSTALL) -e .
+	touch $@
+
+assets: $(VENDOR_STAMP)
+
+$(NODE_STAMP): package.json $(wildcard package-lock.json)
+	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+	touch $@
+
+$(VENDOR_STAMP): $(NODE_STAMP) tools/vendor_files.txt tools/vendor_assets.py
+	$(PYTHON) tools/vendor_assets.py
+	touch $@
+
+# --- the book ---------------------------------------------------------------------------
+
+book: $(VENV_STAMP) $(VENDOR_STAMP)
+	rm -rf _build
+	jupyter-book build --all -W -n --keep-going .
+	@echo "Open _build/html/index.html"
+
+serve:
+	$(PYTHON) -m http.server --bind 127.0.0.1 --directory _build/html 8000
+
+sync: $(VENV_STAMP)
+	$(PY) tools/sync_notebooks.py
+
+# --- tests (in this order: fast to slow) ------------------------------------------------
+
+test: $(VENV_STAMP) $(VENDOR_STAMP)
+	$(MAKE) --no-print-directory test-unit
+	$(MAKE) --no-print-directory test-notebooks
+	$(MAKE) --no-print-directory book
+	$(MAKE) --no-print-directory test-site
+
+test-unit: $(VENV_STAMP)
+	MPLBACKEND=Agg $(PY) -m pytest tests -m "not site"
+
+test-notebooks: $(VENV_STAMP)
+	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks
+
+test-site: $(VENV_STAMP)
+	$(PY) -m pytest tests -m site
+
+# --- housekeeping -----------------------------------------------------------------------
+
+clean:
+	rm -rf _build _static_vendor .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -path ./node_modules -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV) node_modules src/*.egg-info
+
+FORCE:

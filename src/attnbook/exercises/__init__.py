@@ -1,0 +1,10 @@
+"""Automatic checks for the chapters' exercises, one module per chapter.
+
+Each check calls the learner's function on several cases and reports the first
+that fails (its arguments, what was expected and what was got), or a pass line.
+A function that still raises ``NotImplementedError`` is reported as not done.
+"""
+
+from attnbook.exercises import ch01, ch02
+
+__all__ = ["ch01", "ch02"]

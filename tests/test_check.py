@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from attnbook import check
+
+
+def test_at_least_and_at_most(capsys):
+    assert check.at_least(0.97, 0.95, "accuracy") == 0.97
+    assert "PASS  accuracy = 0.97 (at least 0.95)" in capsys.readouterr().out
+    with pytest.raises(check.CheckFailed, match="accuracy: expected at least 0.95, got 0.9"):
+        check.at_least(0.9, 0.95, "accuracy")
+    with pytest.raises(check.CheckFailed, match="expected at most 1, got 2"):
+        check.at_most(2, 1, "loss")
+    assert check.at_most(torch.tensor(0.5), 1, "loss") == 0.5
+    with pytest.raises(check.CheckFailed, match="NaN"):
+        check.at_least(float("nan"), 0, "x")
+    with pytest.raises(TypeError, match="real number, got str"):
+        check.at_least("0.9", 0.5, "x")
+    with pytest.raises(TypeError, match="non-empty string"):
+        check.at_least(1, 0, "")
+
+
+def test_close_reports_where_and_by_how_much():
+    check.close(torch.ones(2, 3), np.ones((2, 3)), "same")
+    with pytest.raises(check.CheckFailed, match=r"expected shape \(2, 3\), got \(3, 2\)"):
+        check.close(torch.ones(3, 2), torch.ones(2, 3), "shape")
+    got = torch.zeros(2, 2)
+    got[1, 0] = 0.5
+    with pytest.raises(check.CheckFailed, match=r"largest difference is 0.5 at index \(1, 0\)"):
+        check.close(got, torch.zeros(2, 2), "values")
+    with pytest.raises(check.CheckFailed, match="largest difference"):
+        check.close(torch.tensor([float("nan")]), torch.tensor([1.0]), "nan")
+
+
+def test_equal_true_and_cases():
+    check.equal("abc", "abc", "text")
+    with pytest.raises(check.CheckFailed, match="expected 'x', got 'y'"):
+        check.equal("y", "x", "text")
+    check.true(True, "holds")
+    with pytest.raises(check.CheckFailed, match=r"expected it to hold.*\(because\)"):
+        check.true(False, "holds", "because")
+    check.cases(lambda a, b: a + b, [((1, 2), 3), ((0.5, 0.25), 0.75)], "add")
+    with pytest.raises(check.CheckFailed, match=r"add, case 2 \(arguments \(2, 2\)\): expected 5, got 4"):
+        check.cases(lambda a, b: a + b, [((1, 2), 3), ((2, 2), 5)], "add")
+
+    def stub(x):
+        raise NotImplementedError
+
+    with pytest.raises(check.CheckFailed, match="not implemented yet"):
+        check.cases(stub, [((1,), 1)], "stub")
+    with pytest.raises(check.CheckFailed, match="raised ZeroDivisionError"):
+        check.cases(lambda x: 1 / x, [((0,), 1.0)], "div")
+    with pytest.raises(TypeError, match="expected a function"):
+        check.cases(3, [], "nofunc")
+
+
+def test_results_are_recorded_to_a_file(tmp_path, monkeypatch):
+    path = tmp_path / "results.jsonl"
+    monkeypatch.setenv("ATTNBOOK_RESULTS", str(path))
+    check.at_least(3, 2, "recorded")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [{"name": "recorded", "kind": "at_least", "value": 3.0, "target": 2.0}]
+    assert check.results()[-1]["name"] == "recorded"
+
+
+def test_checkfailed_survives_python_O():
+    assert issubclass(check.CheckFailed, AssertionError)
+    with pytest.raises(check.CheckFailed):
+        check.at_least(0, 1, "x")
