@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from attnbook.evaluation import exact_match_by_length, predict
+from attnbook.evaluation import attention_maps, exact_match_by_length, predict
 from attnbook.rnn import Seq2Seq, Seq2SeqConfig
 from attnbook.training import History, cycle, seq2seq_loss, set_seed, train
 
@@ -72,3 +72,17 @@ def test_bad_arguments(small_task):
         set_seed("0")
     with pytest.raises(TypeError, match="Seq2Seq model"):
         predict(torch.nn.Linear(2, 2), small_task, small_task.valid)
+
+
+def test_attention_maps_are_trimmed_and_labelled(small_task):
+    model, _ = run(small_task, 0, steps=5)
+    examples = small_task.test[:3]
+    maps = attention_maps(model, small_task, examples)
+    assert len(maps) == 3
+    for m, ex in zip(maps, examples):
+        assert m["weights"].shape == (len(m["outputs"]), len(ex.source) + 1)
+        assert m["sources"][:-1] == list(ex.source) and m["outputs"][-1] == "<eos>"
+        assert abs(m["weights"].sum(-1) - 1).max() < 1e-5
+    bottleneck = Seq2Seq(Seq2SeqConfig(len(small_task.src_vocab), len(small_task.tgt_vocab), attention="none"))
+    with pytest.raises(TypeError, match="with attention"):
+        attention_maps(bottleneck, small_task, examples)

@@ -52,8 +52,8 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def at_least(value: float, target: float, name: str) -> float:
-    """Pass when ``value >= target``; print a pass line and return ``value``.
+def at_least(value: float, target: float, name: str) -> None:
+    """Pass when ``value >= target`` and print a pass line; raise :class:`CheckFailed` if not.
 
     Example: ``check.at_least(acc, 0.95, "held-out exact match")``.
     """
@@ -63,18 +63,16 @@ def at_least(value: float, target: float, name: str) -> float:
         raise CheckFailed(f"{name}: expected at least {_fmt(t)}, got {_fmt(v)}")
     print(f"PASS  {name} = {_fmt(v)} (at least {_fmt(t)})")
     _record(name, "at_least", v, t)
-    return v
 
 
-def at_most(value: float, target: float, name: str) -> float:
-    """Pass when ``value <= target``; print a pass line and return ``value``."""
+def at_most(value: float, target: float, name: str) -> None:
+    """Pass when ``value <= target`` and print a pass line; raise :class:`CheckFailed` if not."""
     name = _name(name)
     v, t = _number(value, name), _number(target, "target")
     if v > t:
         raise CheckFailed(f"{name}: expected at most {_fmt(t)}, got {_fmt(v)}")
     print(f"PASS  {name} = {_fmt(v)} (at most {_fmt(t)})")
     _record(name, "at_most", v, t)
-    return v
 
 
 def _close_error(value: Any, expected: Any, atol: float, rtol: float) -> str | None:

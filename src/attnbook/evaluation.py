@@ -10,7 +10,7 @@ import torch
 from attnbook.rnn import Seq2Seq
 from attnbook.tasks import Example, NumberTask
 
-__all__ = ["predict", "exact_match_by_length"]
+__all__ = ["predict", "exact_match_by_length", "attention_maps"]
 
 
 def predict(model: Seq2Seq, task: NumberTask, examples: Sequence[Example], *, batch_size: int = 512,
@@ -44,3 +44,29 @@ def exact_match_by_length(model: Seq2Seq, task: NumberTask, split: str = "test",
     keys = ["digits", "language"] if by_language else ["digits"]
     table = frame.groupby(keys).correct.agg(n="size", exact_match="mean").reset_index()
     return table
+
+
+def attention_maps(model: Seq2Seq, task: NumberTask, examples: Sequence[Example], *,
+                   device: torch.device | str | None = None) -> list[dict]:
+    """Greedy answers with their attention weights, trimmed to each example's tokens.
+
+    Returns one dict per example with ``weights`` (a NumPy array, one row per output
+    token including ``<eos>``, one column per source piece including ``<eos>``),
+    ``outputs`` and ``sources`` (the row and column labels) and ``answer``.
+    """
+    if not isinstance(model, Seq2Seq) or model.score is None:
+        raise TypeError("expected a Seq2Seq model with attention (config.attention other than 'none')")
+    if not examples:
+        raise ValueError("expected at least one example, got none")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    batch = task.encode(list(examples)).to(device)
+    ids, weights = model.greedy_decode(batch.src, batch.src_len, max_len=task.max_digits + 1)
+    maps = []
+    for i, ex in enumerate(examples):
+        digits = task.tgt_vocab.decode(ids[i].tolist())
+        rows = len(digits) + 1  # the digits and <eos>
+        cols = int(batch.src_len[i])
+        maps.append({"weights": weights[i, :rows, :cols].cpu().numpy(), "outputs": [*digits, "<eos>"],
+                     "sources": [*ex.source, "<eos>"], "answer": "".join(digits)})
+    return maps

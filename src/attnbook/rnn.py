@@ -123,16 +123,12 @@ class Seq2Seq(nn.Module):
             memory["keys"] = self.score.project_keys(states)
         return memory
 
-    def _step(self, y_prev: torch.Tensor, h: torch.Tensor, memory: dict[str, torch.Tensor]
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One attention-decoder step: attend with the previous state, then update it."""
+    def _attend(self, h: torch.Tensor, memory: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score every encoder state against the decoder state ``h``; return (context, weights)."""
         query = self.query(h) if self.config.attention == "dot" else h
         scores = self.score(query, memory["states"], memory["keys"])  # (B, S)
-        weights = masked_softmax(scores, memory["mask"])
-        context = attend(weights, memory["states"])  # (B, 2H)
-        h = self.cell(torch.cat([self.embed(y_prev), context], dim=-1), h)
-        logits = self.out(torch.cat([h, context], dim=-1))
-        return logits, h, weights
+        weights = masked_softmax(scores, memory["mask"])  # (B, S), zero on padding
+        return attend(weights, memory["states"]), weights  # (B, 2H), (B, S)
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor, tgt_in: torch.Tensor, *,
                 need_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -142,18 +138,21 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"expected tgt_in with batch size {src.shape[0]}, got {tgt_in.shape[0]}")
         memory = self.encode(src, src_len)
         B, T = tgt_in.shape
+        emb = self.embed(tgt_in)  # (B, T, E)
         if self.score is None:  # the bottleneck: the same summary at every step
-            ctx = memory["summary"].unsqueeze(1).expand(B, T, -1)
-            out, _ = self.rnn(torch.cat([self.embed(tgt_in), ctx], dim=-1), memory["h0"].unsqueeze(0))
-            logits = self.out(torch.cat([out, ctx], dim=-1))
+            ctx = memory["summary"].unsqueeze(1).expand(B, T, -1)  # (B, T, 2H)
+            states, _ = self.rnn(torch.cat([emb, ctx], dim=-1), memory["h0"].unsqueeze(0))  # (B, T, H)
             weights = None
-        else:
-            h, steps, all_w = memory["h0"], [], []
+        else:  # Bahdanau: attend with s_{t-1}, then update the state with the context c_t
+            h, hs, contexts, all_w = memory["h0"], [], [], []
             for t in range(T):
-                logits_t, h, w = self._step(tgt_in[:, t], h, memory)
-                steps.append(logits_t)
+                context, w = self._attend(h, memory)
+                h = self.cell(torch.cat([emb[:, t], context], dim=-1), h)
+                hs.append(h)
+                contexts.append(context)
                 all_w.append(w)
-            logits, weights = torch.stack(steps, 1), torch.stack(all_w, 1)
+            states, ctx, weights = torch.stack(hs, 1), torch.stack(contexts, 1), torch.stack(all_w, 1)
+        logits = self.out(torch.cat([states, ctx], dim=-1))  # (B, T, V), all steps in one product
         if need_weights:
             if weights is None:
                 raise ValueError("this model has no attention (config.attention='none'), so no weights")
@@ -182,7 +181,9 @@ class Seq2Seq(nn.Module):
                 h = h1[0]
                 logits = self.out(torch.cat([out[:, 0], memory["summary"]], dim=-1))
             else:
-                logits, h, w = self._step(y, h, memory)
+                context, w = self._attend(h, memory)
+                h = self.cell(torch.cat([self.embed(y), context], dim=-1), h)
+                logits = self.out(torch.cat([h, context], dim=-1))
                 all_w.append(w)
             y = logits.argmax(-1).masked_fill(done, 0)
             ids.append(y)

@@ -14,7 +14,7 @@ from torch import nn
 
 from attnbook import _validate
 
-__all__ = ["set_seed", "History", "train", "seq2seq_loss", "cycle"]
+__all__ = ["set_seed", "History", "train", "seq2seq_loss", "cycle", "train_seq2seq"]
 
 
 def set_seed(seed: int) -> None:
@@ -151,3 +151,29 @@ def train(model: nn.Module, batches: Iterable, *, steps: int, loss_fn: Callable[
     history.seconds = time.perf_counter() - start
     history.steps_done = steps
     return history
+
+
+def train_seq2seq(task, config, *, steps: int = 700, batch_size: int = 128, lr: float = 5e-3, seed: int = 0,
+                  device: torch.device | str | None = None, progress: bool = True):
+    """Build a :class:`~attnbook.rnn.Seq2Seq` from ``config`` and train it on ``task``.
+
+    Part I's shared budget: every model in chapters 1 and 2 gets the same steps,
+    batch size, learning rate and seed, so their curves can be compared. The
+    model is initialised from ``seed`` too. Returns ``(model, history)``.
+    """
+    from attnbook.rnn import Seq2Seq, Seq2SeqConfig
+    from attnbook.tasks import NumberTask
+
+    if not isinstance(task, NumberTask):
+        raise TypeError(f"expected a NumberTask, got {type(task).__name__}")
+    if not isinstance(config, Seq2SeqConfig):
+        raise TypeError(f"expected a Seq2SeqConfig, got {type(config).__name__}")
+    if config.src_vocab != len(task.src_vocab) or config.tgt_vocab != len(task.tgt_vocab):
+        raise ValueError(f"expected vocabulary sizes ({len(task.src_vocab)}, {len(task.tgt_vocab)}) from the task, "
+                         f"got ({config.src_vocab}, {config.tgt_vocab}) in the config")
+    set_seed(seed)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    model = Seq2Seq(config).to(device)
+    history = train(model, cycle(lambda epoch: task.batches("train", batch_size, seed=seed + epoch)), steps=steps,
+                    loss_fn=seq2seq_loss, lr=lr, seed=seed, device=device, progress=progress)
+    return model, history

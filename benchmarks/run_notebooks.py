@@ -1,0 +1,107 @@
+"""Execute every chapter notebook on whatever device is here; record time and results.
+
+    python benchmarks/run_notebooks.py                 # all notebooks
+    python benchmarks/run_notebooks.py notebooks/01_rnn_bottleneck.ipynb
+
+Each notebook runs in a fresh kernel (nbclient), timed from kernel start to the last
+cell. Its result checks (`attnbook.check`) append what they verified to a file named by
+the environment variable ATTNBOOK_RESULTS; those are the notebook's headline results
+(exercise checks are left out). Results are merged into benchmarks/results.json, one
+entry per device (so a CPU run and a GPU run sit side by side), and rendered as
+benchmarks/results.md, which the book's status page includes. Exit status 1 if any
+notebook failed. This is a benchmark, not a test: the numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_JSON = ROOT / "benchmarks" / "results.json"
+RESULTS_MD = ROOT / "benchmarks" / "results.md"
+
+
+def run_notebook(path: Path, timeout: int) -> dict:
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        results_file = Path(tmp) / "results.jsonl"
+        os.environ["ATTNBOOK_RESULTS"] = str(results_file)
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})
+        start = time.perf_counter()
+        error = None
+        try:
+            client.execute()
+        except CellExecutionError as exc:
+            error = str(exc).strip().splitlines()[-1][:300]
+        seconds = time.perf_counter() - start
+        checks = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
+    device = next((o.get("text", "").strip().removeprefix("Running on ").splitlines()[0]
+                   for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream" and o.get("text", "").startswith("Running on ")), "unknown")
+    return {"seconds": round(seconds, 1), "device": device, "ok": error is None, "error": error,
+            "results": [c for c in checks if not c["name"].startswith("Exercise")]}
+
+
+def _fmt(check: dict) -> str:
+    if check["kind"] in ("at_least", "at_most"):
+        sign = "≥" if check["kind"] == "at_least" else "≤"
+        return f"{check['name']}: **{check['value']:.4g}** ({sign} {check['target']:.4g})"
+    return f"{check['name']}: passed"
+
+
+def render(all_runs: dict) -> str:
+    lines = ["# Benchmark results", "",
+             "Written by `python benchmarks/run_notebooks.py`: each chapter executed from a fresh kernel, "
+             "its wall time, and the results its own checks verified.", ""]
+    for label, run in sorted(all_runs.items()):
+        lines += [f"## {label}", "", f"{run['date']}, Python {run['python']}, PyTorch {run['torch']}.", "",
+                  "| notebook | device | time (s) | status | results checked |", "|---|---|---|---|---|"]
+        for name, nb in sorted(run["notebooks"].items()):
+            status = "ok" if nb["ok"] else f"failed: {nb['error']}"
+            results = "<br>".join(_fmt(c) for c in nb["results"]) or "none"
+            lines.append(f"| `{name}` | {nb['device']} | {nb['seconds']} | {status} | {results} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    parser.add_argument("--label", help="name of this machine in the results (default: from the device)")
+    args = parser.parse_args(argv)
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    import torch
+
+    runs = {p.name: run_notebook(p.resolve(), args.timeout) for p in paths}
+    for name, nb in runs.items():
+        print(f"{name}: {nb['seconds']} s on {nb['device']}, {'ok' if nb['ok'] else 'FAILED: ' + str(nb['error'])}")
+        for check in nb["results"]:
+            print("   ", _fmt(check).replace("**", ""))
+    devices = {nb["device"] for nb in runs.values()}
+    label = args.label or ("GPU: " if any(d.startswith("cuda") for d in devices) else "CPU: ") + ", ".join(sorted(devices))
+    all_runs = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    previous = all_runs.get(label, {}).get("notebooks", {})
+    all_runs[label] = {"date": dt.date.today().isoformat(), "python": platform.python_version(),
+                       "torch": torch.__version__, "notebooks": {**previous, **runs}}
+    RESULTS_JSON.write_text(json.dumps(all_runs, indent=1, sort_keys=True) + "\n")
+    RESULTS_MD.write_text(render(all_runs))
+    print(f"wrote {RESULTS_JSON.relative_to(ROOT)} and {RESULTS_MD.relative_to(ROOT)}")
+    return 0 if all(nb["ok"] for nb in runs.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
