@@ -46,6 +46,8 @@ def run_notebook(path: Path, timeout: int) -> dict:
             client.execute()
         except CellExecutionError as exc:
             error = str(exc).strip().splitlines()[-1][:300]
+        except Exception as exc:  # a dead kernel or a timeout: record it, go on with the next notebook
+            error = f"{type(exc).__name__}: {exc}"[:300]
         seconds = time.perf_counter() - start
         checks = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
     device = next((o.get("text", "").strip().removeprefix("Running on ").splitlines()[0]
