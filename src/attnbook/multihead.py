@@ -1,0 +1,256 @@
+"""Multi-head attention, with grouped-query and multi-query attention as special cases.
+
+``MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W_O`` with
+``head_i = Attention(Q W_Q^i, K W_K^i, V W_V^i)`` (Vaswani et al., 2017): the model
+width ``d_model`` is split into ``h`` heads of width ``d_model / h``, each head attends
+on its own, and the heads' outputs are concatenated and projected back.
+
+With ``num_kv_heads < num_heads`` several query heads share one key/value head:
+grouped-query attention (GQA, Ainslie et al., 2023); ``num_kv_heads = 1`` is
+multi-query attention (MQA, Shazeer, 2019). ``num_kv_heads = num_heads`` is ordinary
+multi-head attention. Fewer key/value heads mean a smaller KV cache at generation time.
+
+Masks follow :mod:`attnbook.attention`: a bool mask says where a query *may attend*
+(``True`` = may attend); this is the opposite of ``torch.nn.MultiheadAttention``'s
+``attn_mask``, where ``True`` means "masked out".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attnbook import _validate
+from attnbook.attention import scaled_dot_product_attention
+
+__all__ = ["MultiHeadConfig", "MultiHeadAttention", "split_heads", "merge_heads", "kv_cache_bytes_per_token"]
+
+
+@dataclass
+class MultiHeadConfig:
+    """Sizes of a :class:`MultiHeadAttention` layer.
+
+    Attributes:
+        d_model: width of the queries' input and of the output.
+        num_heads: number of query heads; must divide ``d_model``.
+        num_kv_heads: number of key/value heads (``None``: ``num_heads``, plain
+            multi-head attention; ``1``: multi-query attention); must divide ``num_heads``.
+        kv_dim: width of the key/value input (``None``: ``d_model``); differs from
+            ``d_model`` in cross-attention between sequences of different widths.
+        bias: whether the four projections have biases.
+    """
+
+    d_model: int
+    num_heads: int
+    num_kv_heads: int | None = None
+    kv_dim: int | None = None
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        _validate.positive_int(self.d_model, "d_model")
+        _validate.positive_int(self.num_heads, "num_heads")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"expected d_model divisible by num_heads, got d_model={self.d_model} and "
+                             f"num_heads={self.num_heads}")
+        if self.num_kv_heads is None:
+            self.num_kv_heads = self.num_heads
+        _validate.positive_int(self.num_kv_heads, "num_kv_heads")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"expected num_heads divisible by num_kv_heads (each key/value head serves a whole "
+                             f"group of query heads), got num_heads={self.num_heads} and "
+                             f"num_kv_heads={self.num_kv_heads}")
+        if self.kv_dim is None:
+            self.kv_dim = self.d_model
+        _validate.positive_int(self.kv_dim, "kv_dim")
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"expected bias to be a bool, got {type(self.bias).__name__}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Split the last dimension into heads and move the head axis before the sequence axis.
+
+    Shape:
+        x: (B, T, num_heads * hs) -> (B, num_heads, T, hs)
+    """
+    _validate.tensor(x, "x", ndim=3)
+    _validate.positive_int(num_heads, "num_heads")
+    B, T, C = x.shape
+    if C % num_heads:
+        raise ValueError(f"expected a last dimension divisible by num_heads={num_heads}, got {C}")
+    return x.view(B, T, num_heads, C // num_heads).transpose(1, 2)  # (B, nh, T, hs)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """Undo :func:`split_heads`: concatenate the heads along the last dimension.
+
+    Shape:
+        x: (B, num_heads, T, hs) -> (B, T, num_heads * hs)
+    """
+    _validate.tensor(x, "x", ndim=4)
+    B, nh, T, hs = x.shape
+    return x.transpose(1, 2).contiguous().view(B, T, nh * hs)  # (B, T, nh * hs)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention (MHA), grouped-query (GQA) or multi-query (MQA) attention.
+
+    Self-attention: ``layer(x)``. Cross-attention: ``layer(x, context)``, where the
+    queries come from ``x`` and the keys and values from ``context`` (another sequence,
+    of another length and, with ``kv_dim``, another width). Per-head weights are
+    returned when asked (``need_weights=True``), never stored.
+
+    Args:
+        config: a :class:`MultiHeadConfig`, or its fields as keyword arguments.
+
+    Shape:
+        x: (B, L, d_model); context: (B, S, kv_dim) (default: x, so S = L);
+        mask: bool (True = may attend) or float (added), broadcastable to (B, num_heads, L, S):
+        (L, S), (B, L, S), (B, 1, L, S) or (B, num_heads, L, S); a 3-D mask is shared by all heads
+        -> output: (B, L, d_model); weights (if need_weights): (B, num_heads, L, S)
+    """
+
+    def __init__(self, config: MultiHeadConfig | None = None, **kwargs: object):
+        super().__init__()
+        if config is None:
+            config = MultiHeadConfig(**kwargs)  # type: ignore[arg-type]
+        elif kwargs:
+            raise TypeError(f"expected a config or keyword arguments, got both (config and {sorted(kwargs)})")
+        if not isinstance(config, MultiHeadConfig):
+            raise TypeError(f"expected a MultiHeadConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        self.num_heads, self.num_kv_heads, self.head_dim = c.num_heads, c.num_kv_heads, c.head_dim
+        self.w_q = nn.Linear(c.d_model, c.d_model, bias=c.bias)
+        self.w_k = nn.Linear(c.kv_dim, c.num_kv_heads * c.head_dim, bias=c.bias)
+        self.w_v = nn.Linear(c.kv_dim, c.num_kv_heads * c.head_dim, bias=c.bias)
+        self.w_o = nn.Linear(c.d_model, c.d_model, bias=c.bias)
+
+    def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values of ``context``: what a KV cache stores for each token.
+
+        Shape:
+            context: (B, S, kv_dim) -> keys, values: (B, num_kv_heads, S, head_dim) each
+        """
+        _validate.tensor(context, "context", ndim=3, floating=True)
+        if context.shape[-1] != self.config.kv_dim:
+            raise ValueError(f"expected context of width kv_dim={self.config.kv_dim}, got shape "
+                             f"{tuple(context.shape)}")
+        k = split_heads(self.w_k(context), self.num_kv_heads)  # (B, nkv, S, hs)
+        v = split_heads(self.w_v(context), self.num_kv_heads)  # (B, nkv, S, hs)
+        return k, v
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *,
+               is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention of the queries of ``x`` to given keys and values (e.g. from a cache).
+
+        With ``is_causal`` and ``S > L`` (the new queries come after ``S - L`` cached
+        tokens) query ``i`` may see keys ``0 .. S - L + i``: the triangle is aligned at
+        the bottom right, so a cached query sees exactly what it would see uncached.
+
+        Shape:
+            x: (B, L, d_model); k, v: (B, num_kv_heads, S, head_dim)
+            -> output: (B, L, d_model); weights: (B, num_heads, L, S)
+        """
+        _validate.tensor(x, "x", ndim=3, floating=True)
+        if x.shape[-1] != self.config.d_model:
+            raise ValueError(f"expected x of width d_model={self.config.d_model}, got shape {tuple(x.shape)}")
+        B, L, _ = x.shape
+        S = k.shape[-2]
+        q = split_heads(self.w_q(x), self.num_heads)  # (B, nh, L, hs)
+        group = self.num_heads // self.num_kv_heads
+        if group > 1:  # each key/value head serves `group` consecutive query heads
+            k = k.repeat_interleave(group, dim=1)  # (B, nh, S, hs)
+            v = v.repeat_interleave(group, dim=1)  # (B, nh, S, hs)
+        if mask is not None:
+            mask = self._head_mask(mask, B, L, S)
+        if is_causal:
+            tri = torch.ones(L, S, dtype=torch.bool, device=x.device).tril(diagonal=S - L)  # (L, S)
+            mask = tri if mask is None else (mask & tri if mask.dtype == torch.bool
+                                             else mask.masked_fill(~tri, float("-inf")))
+        out, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, nh, L, hs), (B, nh, L, S)
+        return self.w_o(merge_heads(out)), weights  # (B, L, d_model), (B, nh, L, S)
+
+    def _head_mask(self, mask: torch.Tensor, B: int, L: int, S: int) -> torch.Tensor:
+        _validate.tensor(mask, "mask")
+        if mask.dtype != torch.bool and not mask.is_floating_point():
+            raise TypeError(f"expected a bool mask (True = may attend) or a floating-point mask (added to the "
+                            f"scores), got dtype {mask.dtype}")
+        if mask.dim() == 3:
+            mask = mask.unsqueeze(1)  # (B, 1, L, S): the same mask for every head
+        if mask.dim() not in (2, 4):
+            raise ValueError(f"expected a mask of shape (L, S), (B, L, S) or (B, heads, L, S) = "
+                             f"({B}, {self.num_heads}, {L}, {S}), got shape {tuple(mask.shape)}")
+        try:
+            ok = torch.broadcast_shapes(mask.shape, (B, self.num_heads, L, S)) == (B, self.num_heads, L, S)
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"The shape of the mask is {tuple(mask.shape)}, but it should broadcast to "
+                             f"(B, heads, L, S) = ({B}, {self.num_heads}, {L}, {S}).")
+        return mask
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None, *,
+                is_causal: bool = False, need_weights: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(is_causal, bool):
+            raise TypeError(f"expected is_causal to be a bool, got {type(is_causal).__name__}")
+        _validate.tensor(x, "x", ndim=3, floating=True)
+        if x.shape[-1] != self.config.d_model:
+            raise ValueError(f"expected x of width d_model={self.config.d_model}, got shape {tuple(x.shape)}")
+        context = x if context is None else context
+        _validate.tensor(context, "context", ndim=3, floating=True)
+        if context.shape[0] != x.shape[0]:
+            raise ValueError(f"expected x and context with the same batch size, got shapes {tuple(x.shape)} "
+                             f"and {tuple(context.shape)}")
+        k, v = self.project_kv(context)  # (B, nkv, S, hs) each
+        out, weights = self.attend(x, k, v, mask, is_causal=is_causal)  # (B, L, d_model), (B, nh, L, S)
+        return (out, weights) if need_weights else out
+
+    @classmethod
+    def from_torch(cls, reference: nn.MultiheadAttention) -> MultiHeadAttention:
+        """A copy of a ``torch.nn.MultiheadAttention`` (``batch_first=True``) with the same weights."""
+        if not isinstance(reference, nn.MultiheadAttention):
+            raise TypeError(f"expected a torch.nn.MultiheadAttention, got {type(reference).__name__}")
+        if not reference.batch_first:
+            raise ValueError("expected a torch.nn.MultiheadAttention with batch_first=True, got batch_first=False")
+        if reference.kdim != reference.embed_dim or reference.vdim != reference.embed_dim:
+            raise ValueError(f"expected kdim = vdim = embed_dim, got kdim={reference.kdim}, vdim={reference.vdim}, "
+                             f"embed_dim={reference.embed_dim}")
+        D = reference.embed_dim
+        bias = reference.in_proj_bias is not None
+        layer = cls(MultiHeadConfig(D, reference.num_heads, bias=bias))
+        with torch.no_grad():
+            for i, lin in enumerate((layer.w_q, layer.w_k, layer.w_v)):
+                lin.weight.copy_(reference.in_proj_weight[i * D:(i + 1) * D])  # rows of the stacked (3D, D) weight
+                if bias:
+                    lin.bias.copy_(reference.in_proj_bias[i * D:(i + 1) * D])
+            layer.w_o.weight.copy_(reference.out_proj.weight)
+            if bias:
+                layer.w_o.bias.copy_(reference.out_proj.bias)
+        return layer
+
+
+def kv_cache_bytes_per_token(layer: MultiHeadAttention, *, num_layers: int = 1,
+                             dtype: torch.dtype = torch.float16, tokens: int = 16) -> float:
+    """Bytes of KV cache one token costs, measured on the tensors ``layer`` actually caches.
+
+    Runs :meth:`MultiHeadAttention.project_kv` on ``tokens`` random tokens in ``dtype``
+    and divides the keys' and values' ``nbytes`` by the number of tokens, times
+    ``num_layers`` (every layer keeps its own cache).
+    """
+    if not isinstance(layer, MultiHeadAttention):
+        raise TypeError(f"expected a MultiHeadAttention, got {type(layer).__name__}")
+    _validate.positive_int(num_layers, "num_layers")
+    _validate.positive_int(tokens, "tokens")
+    p = next(layer.parameters())
+    x = torch.randn(1, tokens, layer.config.kv_dim, device=p.device, dtype=p.dtype)
+    with torch.no_grad():
+        k, v = layer.project_kv(x)  # (1, nkv, tokens, hs) each
+    k, v = k.to(dtype), v.to(dtype)
+    return num_layers * (k.nbytes + v.nbytes) / tokens
