@@ -5,6 +5,6 @@ that fails (its arguments, what was expected and what was got), or a pass line.
 A function that still raises ``NotImplementedError`` is reported as not done.
 """
 
-from attnbook.exercises import ch01, ch02, ch03, ch04, ch05, ch06
+from attnbook.exercises import ch01, ch02, ch03, ch04, ch05, ch06, ch07
 
-__all__ = ["ch01", "ch02", "ch03", "ch04", "ch05", "ch06"]
+__all__ = ["ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07"]

@@ -1,0 +1,183 @@
+"""The Vision Transformer (Dosovitskiy et al., 2020) and attention rollout (Abnar & Zuidema, 2020).
+
+An image is cut into square patches; each patch is flattened and mapped by one linear
+layer to a token vector. A learned class token is put in front, learned position
+embeddings are added, and chapter 6's pre-LN encoder blocks process the sequence. The
+class token's final vector, after a LayerNorm, is read out by a linear classifier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attnbook import _validate
+from attnbook.transformer import BlockConfig, EncoderBlock, LayerNorm
+
+__all__ = ["patchify", "PatchEmbedding", "ViTConfig", "ViT", "attention_rollout"]
+
+
+def _check_images(images: torch.Tensor, channels: int, patch_size: int) -> None:
+    _validate.tensor(images, "images", ndim=4, floating=True)
+    B, C, H, W = images.shape
+    if C != channels:
+        raise ValueError(f"expected images with {channels} channel(s), got {C} (shape {tuple(images.shape)})")
+    if H % patch_size or W % patch_size:
+        raise ValueError(f"expected a height and width divisible by the patch size {patch_size}, "
+                         f"got {H}x{W}")
+
+
+def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut images into non-overlapping square patches, row by row, each flattened as (C, p, p).
+
+    Shape:
+        images: (B, C, H, W) with H and W divisible by ``patch_size``
+        -> (B, (H / p) * (W / p), C * p * p)
+    """
+    _validate.positive_int(patch_size, "patch_size")
+    _validate.tensor(images, "images", ndim=4, floating=True)
+    _check_images(images, images.shape[1], patch_size)
+    B, C, H, W = images.shape
+    p = patch_size
+    x = images.reshape(B, C, H // p, p, W // p, p)  # (B, C, rows, p, cols, p)
+    x = x.permute(0, 2, 4, 1, 3, 5)  # (B, rows, cols, C, p, p)
+    return x.reshape(B, (H // p) * (W // p), C * p * p)
+
+
+class PatchEmbedding(nn.Module):
+    """Flatten each patch and map it linearly to a ``d_model`` vector.
+
+    Equivalent to ``nn.Conv2d(C, d_model, kernel_size=p, stride=p)`` with the same weights
+    (see :meth:`as_conv`).
+
+    Shape:
+        images: (B, C, H, W) -> (B, (H / p) * (W / p), d_model)
+    """
+
+    def __init__(self, patch_size: int, d_model: int, channels: int = 1):
+        super().__init__()
+        self.patch_size = _validate.positive_int(patch_size, "patch_size")
+        self.channels = _validate.positive_int(channels, "channels")
+        self.d_model = _validate.positive_int(d_model, "d_model")
+        self.proj = nn.Linear(channels * patch_size * patch_size, d_model)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        _check_images(images, self.channels, self.patch_size)
+        return self.proj(patchify(images, self.patch_size))
+
+    def as_conv(self) -> nn.Conv2d:
+        """A strided convolution that computes the same embedding (a copy of the weights)."""
+        p, C = self.patch_size, self.channels
+        conv = nn.Conv2d(C, self.d_model, kernel_size=p, stride=p)
+        with torch.no_grad():
+            conv.weight.copy_(self.proj.weight.reshape(self.d_model, C, p, p))
+            conv.bias.copy_(self.proj.bias)
+        return conv.to(self.proj.weight.device)
+
+
+@dataclass
+class ViTConfig:
+    """Sizes of a :class:`ViT`.
+
+    Attributes:
+        image_size: height and width of the (square) input images.
+        patch_size: side of each square patch (must divide ``image_size``).
+        channels: input channels (1 for grey-scale).
+        num_classes: classes to predict.
+        d_model, num_heads, num_layers, d_ff: the encoder's sizes (``d_ff=None``: ``4 * d_model``).
+        dropout: dropout on the embedded tokens (0 turns it off).
+    """
+
+    image_size: int = 28
+    patch_size: int = 7
+    channels: int = 1
+    num_classes: int = 10
+    d_model: int = 64
+    num_heads: int = 4
+    num_layers: int = 4
+    d_ff: int | None = None
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "patch_size", "channels", "num_classes", "num_layers"):
+            _validate.positive_int(getattr(self, name), name)
+        if self.image_size % self.patch_size:
+            raise ValueError(f"expected an image_size divisible by patch_size={self.patch_size}, "
+                             f"got {self.image_size}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"expected a dropout in [0, 1), got {self.dropout!r}")
+        self.d_ff = BlockConfig(self.d_model, self.num_heads, self.d_ff).d_ff
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+class ViT(nn.Module):
+    """A Vision Transformer classifier: patches -> tokens -> pre-LN encoder -> class token -> logits.
+
+    Shape:
+        images: (B, channels, image_size, image_size)
+        -> logits (B, num_classes); with ``need_weights=True`` also a list of
+        ``num_layers`` attention tensors, each (B, num_heads, 1 + N, 1 + N), token 0 the class token.
+    """
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        if not isinstance(config, ViTConfig):
+            raise TypeError(f"expected a ViTConfig, got {type(config).__name__}")
+        self.config = c = config
+        self.patch_embed = PatchEmbedding(c.patch_size, c.d_model, c.channels)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.d_model))
+        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, 1 + c.num_patches, c.d_model))
+        self.dropout = nn.Dropout(c.dropout)
+        block = BlockConfig(c.d_model, c.num_heads, c.d_ff, norm_first=True)
+        self.blocks = nn.ModuleList(EncoderBlock(block) for _ in range(c.num_layers))
+        self.norm = LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, c.num_classes)
+
+    def forward(self, images: torch.Tensor, *, need_weights: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        c = self.config
+        _check_images(images, c.channels, c.patch_size)
+        if images.shape[-2:] != (c.image_size, c.image_size):
+            raise ValueError(f"expected {c.image_size}x{c.image_size} images, got "
+                             f"{images.shape[-2]}x{images.shape[-1]}")
+        x = self.patch_embed(images)  # (B, N, d)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed  # (B, 1 + N, d)
+        x = self.dropout(x)
+        weights = []
+        for block in self.blocks:
+            x, w = block(x, need_weights=True)  # w: (B, heads, 1 + N, 1 + N)
+            weights.append(w)
+        logits = self.head(self.norm(x[:, 0]))  # (B, num_classes)
+        return (logits, weights) if need_weights else logits
+
+
+def attention_rollout(weights: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each output token draws on each input token.
+
+    Per layer, average the heads, add the identity (the residual path), renormalise the
+    rows to sum to one; then multiply the layers' matrices, first layer rightmost.
+
+    Shape:
+        weights: a non-empty list of (B, heads, T, T) attention tensors, one per layer
+        -> (B, T, T), every row summing to one
+    """
+    if not isinstance(weights, (list, tuple)) or not weights:
+        raise ValueError(f"expected a non-empty list of attention tensors, got {type(weights).__name__}"
+                         + (" of length 0" if isinstance(weights, (list, tuple)) else ""))
+    result = None
+    for w in weights:
+        _validate.tensor(w, "each attention tensor", ndim=4, floating=True)
+        if w.shape[-1] != w.shape[-2]:
+            raise ValueError(f"expected square (B, heads, T, T) attention, got shape {tuple(w.shape)}")
+        a = w.mean(dim=1)  # (B, T, T)
+        a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+        a = a / a.sum(dim=-1, keepdim=True)
+        if result is not None and result.shape != a.shape:
+            raise ValueError(f"expected every layer's attention of shape {tuple(result.shape)}, got {tuple(a.shape)}")
+        result = a if result is None else a @ result
+    return result
