@@ -86,3 +86,15 @@ def test_attention_maps_are_trimmed_and_labelled(small_task):
     bottleneck = Seq2Seq(Seq2SeqConfig(len(small_task.src_vocab), len(small_task.tgt_vocab), attention="none"))
     with pytest.raises(TypeError, match="with attention"):
         attention_maps(bottleneck, small_task, examples)
+
+
+def test_evaluation_works_for_any_model_with_greedy_decode(small_task):
+    from attnbook.transformer import EncoderDecoderTransformer, TransformerConfig
+
+    set_seed(0)
+    model = EncoderDecoderTransformer(TransformerConfig(len(small_task.src_vocab), len(small_task.tgt_vocab),
+                                                        d_model=16, num_heads=2, num_encoder_layers=1,
+                                                        num_decoder_layers=1, d_ff=32))
+    table = exact_match_by_length(model, small_task, "valid")
+    assert table.n.sum() == len(small_task.valid)
+    assert len(predict(model, small_task, small_task.valid[:3])) == 3

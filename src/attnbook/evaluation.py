@@ -13,11 +13,16 @@ from attnbook.tasks import Example, NumberTask
 __all__ = ["predict", "exact_match_by_length", "attention_maps"]
 
 
-def predict(model: Seq2Seq, task: NumberTask, examples: Sequence[Example], *, batch_size: int = 512,
+def predict(model: torch.nn.Module, task: NumberTask, examples: Sequence[Example], *, batch_size: int = 512,
             device: torch.device | str | None = None) -> list[str]:
-    """The model's greedy answer (a digit string) for each example."""
-    if not isinstance(model, Seq2Seq):
-        raise TypeError(f"expected a Seq2Seq model, got {type(model).__name__}")
+    """The model's greedy answer (a digit string) for each example.
+
+    Works for any encoder-decoder with ``greedy_decode(src, src_len, max_len)``
+    returning ``(ids, weights)``: the RNNs of Part I and chapter 6's transformer.
+    """
+    if not isinstance(model, torch.nn.Module) or not callable(getattr(model, "greedy_decode", None)):
+        raise TypeError(f"expected a Seq2Seq model or another module with greedy_decode(src, src_len, max_len), "
+                        f"got {type(model).__name__}")
     if not isinstance(task, NumberTask):
         raise TypeError(f"expected a NumberTask, got {type(task).__name__}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -30,7 +35,7 @@ def predict(model: Seq2Seq, task: NumberTask, examples: Sequence[Example], *, ba
     return answers
 
 
-def exact_match_by_length(model: Seq2Seq, task: NumberTask, split: str = "test", *,
+def exact_match_by_length(model: torch.nn.Module, task: NumberTask, split: str = "test", *,
                           by_language: bool = False, device: torch.device | str | None = None) -> pd.DataFrame:
     """Share of examples whose whole answer is right, per number of digits.
 
