@@ -5,6 +5,9 @@
 #   make test    every test: unit + notebook hygiene, the chapter notebooks, the clean
 #                book build, then browser tests of the built site
 #   make sync    copy repository.url from _config.yml into the notebooks' REPO_URL line
+#   make student write student versions of the chapters (solutions replaced by stubs) to student/
+#   make grade SUBMISSIONS=folder
+#                grade a folder of submitted student notebooks into grades/grades.csv and .json
 #   make serve   serve _build/html on http://127.0.0.1:8000
 #   make clean   remove build outputs (make distclean also removes .venv and node_modules)
 #
@@ -41,7 +44,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # MPLBACKEND is NOT exported: a Jupyter kernel only picks the inline backend (figures in
 # the book) when MPLBACKEND is unset. Plain pytest runs get Agg (no windows) below.
 
-.PHONY: help venv assets book test test-unit test-notebooks test-site sync serve clean distclean FORCE
+.PHONY: help venv assets book test test-unit test-notebooks test-site sync student grade serve clean distclean FORCE
 
 help:
 	@sed -n '3,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -73,6 +76,7 @@ $(VENDOR_STAMP): $(NODE_STAMP) tools/vendor_files.txt tools/vendor_assets.py
 book: $(VENV_STAMP) $(VENDOR_STAMP)
 	rm -rf _build
 	jupyter-book build --all -W -n --keep-going .
+	$(PY) -m attnbook.assignments student notebooks/*.ipynb --out _build/html/student --zip attention-book-student.zip
 	@echo "Open _build/html/index.html"
 
 serve:
@@ -80,6 +84,16 @@ serve:
 
 sync: $(VENV_STAMP)
 	$(PY) tools/sync_notebooks.py
+
+# --- course assignments (see book/instructors.md) ----------------------------------------
+
+student: $(VENV_STAMP)
+	$(PY) -m attnbook.assignments student notebooks/*.ipynb --out student --zip attention-book-student.zip
+
+SUBMISSIONS ?=
+grade: $(VENV_STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/folder  (see book/instructors.md)"; exit 2; }
+	$(PY) -m attnbook.assignments grade "$(SUBMISSIONS)" --source notebooks --out grades
 
 # --- tests (in this order: fast to slow) ------------------------------------------------
 
@@ -101,7 +115,7 @@ test-site: $(VENV_STAMP)
 # --- housekeeping -----------------------------------------------------------------------
 
 clean:
-	rm -rf _build _static_vendor .pytest_cache .hypothesis
+	rm -rf _build _static_vendor .pytest_cache .hypothesis student grades
 	find . -path ./$(VENV) -prune -o -path ./node_modules -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 
 distclean: clean

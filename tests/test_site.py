@@ -282,3 +282,24 @@ def test_chapter_page(visit, notebook: Path) -> None:
 
     problems += result.problems()
     assert not problems, f"{path}:\n  " + "\n  ".join(problems)
+
+
+def test_student_versions_are_published(visit, site_url: str) -> None:
+    """The instructors page links the student notebooks, and the zip holds every chapter without solutions."""
+    import io
+    import urllib.request
+    import zipfile
+
+    result = visit("book/instructors.html")
+    link = result.page.locator("a[href$='attention-book-student.zip']")
+    assert link.count() >= 1, "book/instructors.html: expected a link to attention-book-student.zip"
+    href = link.first.get_attribute("href")
+    url = f"{site_url}/book/{href}"
+    with urllib.request.urlopen(url, timeout=30) as response:  # 127.0.0.1 only
+        archive = zipfile.ZipFile(io.BytesIO(response.read()))
+    names = sorted(archive.namelist())
+    assert names == sorted(f"student/{p.name}" for p in NOTEBOOKS), f"{url}: expected every chapter, got {names}"
+    for name in names:
+        text = archive.read(name).decode("utf-8")
+        assert "### BEGIN SOLUTION" not in text and "raise NotImplementedError()" in text, \
+            f"{name}: expected a student version (stubs, no solutions)"
