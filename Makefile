@@ -73,6 +73,9 @@ $(VENDOR_STAMP): $(NODE_STAMP) tools/vendor_files.txt tools/vendor_assets.py
 
 # --- the book ---------------------------------------------------------------------------
 
+# Chapter 8's BertViz views load require.js, d3 and jQuery from the site's _static/ (see
+# attnbook.bertviz_bridge); in Jupyter they are inlined, and on Colab they come from a CDN.
+book: export ATTNBOOK_BERTVIZ_ASSETS := static
 book: $(VENV_STAMP) $(VENDOR_STAMP)
 	rm -rf _build
 	jupyter-book build --all -W -n --keep-going .

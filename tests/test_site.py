@@ -303,3 +303,39 @@ def test_student_versions_are_published(visit, site_url: str) -> None:
         text = archive.read(name).decode("utf-8")
         assert "### BEGIN SOLUTION" not in text and "raise NotImplementedError()" in text, \
             f"{name}: expected a student version (stubs, no solutions)"
+
+
+# Chapter 8 draws BertViz views with require.js, d3 and jQuery served by the site itself
+# (src/attnbook/bertviz_bridge.py; with the libraries inlined instead, the same checks hold).
+BERTVIZ_VIEWS = {"bertviz-ch08-head": "head view", "bertviz-ch08-model": "model view"}
+
+
+def test_chapter_8_bertviz_views_draw_offline(visit) -> None:
+    path = "notebooks/08_inside_pretrained.html"
+    if not (SITE / path).exists():
+        pytest.fail(f"{path} was not built: is notebooks/08_inside_pretrained.ipynb listed in _toc.yml?")
+    result = visit(path)  # every non-local request is blocked and reported
+    page = result.page
+    problems: list[str] = []
+    for view_id, label in BERTVIZ_VIEWS.items():
+        try:  # the views draw after the page's load event, when require.js has loaded d3 and jQuery
+            page.wait_for_function(f"() => document.querySelectorAll('#{view_id} svg text').length > 0",
+                                   timeout=15_000)
+        except Exception:  # noqa: BLE001 - reported below with what was found
+            pass
+        drawn = page.evaluate(
+            """(id) => { const root = document.getElementById(id);
+                return root ? {svg: root.querySelectorAll('svg').length, text: root.querySelectorAll('svg text').length,
+                               marks: root.querySelectorAll('svg line, svg path, svg rect').length} : null; }""",
+            view_id)
+        if drawn is None:
+            problems.append(f"{label}: expected an element #{view_id}, found none")
+        elif not (drawn["svg"] >= 1 and drawn["text"] >= 5 and drawn["marks"] >= 20):
+            problems.append(f"{label}: expected an SVG with token labels and attention lines, got {drawn}")
+    # the still fallback for readers without JavaScript: a PNG inside <noscript>
+    fallbacks = page.evaluate("() => Array.from(document.querySelectorAll('.attnbook-bertviz noscript'))"
+                              ".filter(n => n.textContent.includes('data:image/png;base64,')).length")
+    if fallbacks != len(BERTVIZ_VIEWS):
+        problems.append(f"expected a PNG fallback in <noscript> for each of the {len(BERTVIZ_VIEWS)} views, found {fallbacks}")
+    problems += result.problems()
+    assert not problems, f"{path}:\n  " + "\n  ".join(problems)
