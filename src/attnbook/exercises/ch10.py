@@ -1,0 +1,76 @@
+"""Chapter 10 exercises: attention per image region, monotonic alignment, the selective scan, scaling exponents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from attnbook import check
+from attnbook.alignment import monotonic_share
+from attnbook.crossmodal import attention_by_region
+from attnbook.ssm import selective_scan_reference
+
+__all__ = ["check_region_attention", "check_monotonic_share", "check_selective_scan", "check_power_law"]
+
+
+def check_region_attention(region_attention: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> None:
+    """``region_attention(weights, regions, num_regions)``: the attention each region receives.
+
+    ``weights`` (B, T, S), ``regions`` (S,) the region index of every input element,
+    -> (B, T, num_regions), the sum of the weights of each region's elements.
+    """
+    cases = []
+    for seed, (B, T, S, R) in enumerate([(1, 1, 4, 2), (2, 3, 6, 3), (2, 4, 12, 4)]):
+        g = torch.Generator().manual_seed(seed)
+        weights = torch.softmax(torch.randn(B, T, S, generator=g), dim=-1)
+        regions = torch.randint(0, R, (S,), generator=g)
+        regions[:R] = torch.arange(R)  # every region has at least one element
+        regions = regions[torch.randperm(S, generator=g)]  # not sorted: no slicing shortcut
+        cases.append(((weights, regions, R), attention_by_region(weights, regions, R)))
+    check.cases(region_attention, cases, "Exercise 10.1 (attention per region)", atol=1e-6)
+
+
+def check_monotonic_share(share: Callable[[torch.Tensor], float]) -> None:
+    """``share(path)``: the share of consecutive steps whose position does not decrease.
+
+    ``path`` (B, T) integer positions -> a float; equal positions count as monotonic.
+    """
+    cases = [((torch.tensor([[0, 1, 2, 3]]),), 1.0), ((torch.tensor([[3, 2, 1, 0]]),), 0.0),
+             ((torch.tensor([[0, 0, 2, 1]]),), 2 / 3), ((torch.tensor([[1, 1], [2, 0]]),), 0.5)]
+    g = torch.Generator().manual_seed(0)
+    path = torch.randint(0, 9, (5, 7), generator=g)
+    cases.append(((path,), monotonic_share(path)))
+    check.cases(share, cases, "Exercise 10.2 (monotonic share)", atol=1e-9)
+
+
+def check_selective_scan(scan: Callable[..., torch.Tensor]) -> None:
+    """``scan(x, delta, A, B, C)``: the selective scan as a loop, without the skip term D.
+
+    ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t x_t`` (h starts at zero), ``y_t = C_t . h_t``.
+    Shapes: x, delta (batch, L, D); A (D, N); B, C (batch, L, N) -> y (batch, L, D).
+    """
+    cases = []
+    for seed, (Bt, L, D, N) in enumerate([(1, 3, 2, 1), (2, 5, 3, 4), (2, 9, 4, 3)]):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(Bt, L, D, generator=g)
+        delta = 0.1 + torch.rand(Bt, L, D, generator=g)
+        A = -(0.5 + torch.rand(D, N, generator=g))
+        B, C = torch.randn(Bt, L, N, generator=g), torch.randn(Bt, L, N, generator=g)
+        cases.append(((x, delta, A, B, C), selective_scan_reference(x, delta, A, B, C)))
+    check.cases(scan, cases, "Exercise 10.3 (the selective scan as a loop)", atol=1e-5)
+
+
+def check_power_law(fit: Callable[[np.ndarray, np.ndarray], float]) -> None:
+    """``fit(lengths, seconds)``: the exponent ``p`` of ``seconds = c * lengths ** p``, by least squares in log-log.
+
+    Both arguments are 1-D NumPy arrays of positive numbers; return a float.
+    """
+    lengths = np.array([256.0, 512.0, 1024.0, 2048.0, 4096.0])
+    rng = np.random.default_rng(0)
+    cases = []
+    for c, p in [(1e-6, 1.0), (3e-9, 2.0), (2e-5, 1.37)]:
+        seconds = c * lengths ** p * np.exp(0.05 * rng.standard_normal(lengths.shape))
+        cases.append(((lengths, seconds), float(np.polyfit(np.log(lengths), np.log(seconds), 1)[0])))
+    check.cases(fit, cases, "Exercise 10.4 (fitting a scaling exponent)", atol=1e-6)
