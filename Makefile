@@ -71,6 +71,9 @@ $(VENDOR_STAMP): $(NODE_STAMP) tools/vendor_files.txt tools/vendor_assets.py
 	$(PYTHON) tools/vendor_assets.py
 	touch $@
 
+# Student versions of every chapter (solutions replaced by stubs) and a zip of them.
+STUDENT_VERSIONS = $(PY) -m attnbook.assignments student notebooks/*.ipynb --zip attention-book-student.zip
+
 # --- the book ---------------------------------------------------------------------------
 
 # Chapter 8's BertViz views load require.js, d3 and jQuery from the site's _static/ (see
@@ -79,7 +82,7 @@ book: export ATTNBOOK_BERTVIZ_ASSETS := static
 book: $(VENV_STAMP) $(VENDOR_STAMP)
 	rm -rf _build
 	jupyter-book build --all -W -n --keep-going .
-	$(PY) -m attnbook.assignments student notebooks/*.ipynb --out _build/html/student --zip attention-book-student.zip
+	$(STUDENT_VERSIONS) --out _build/html/student
 	@echo "Open _build/html/index.html"
 
 serve:
@@ -91,7 +94,7 @@ sync: $(VENV_STAMP)
 # --- course assignments (see book/instructors.md) ----------------------------------------
 
 student: $(VENV_STAMP)
-	$(PY) -m attnbook.assignments student notebooks/*.ipynb --out student --zip attention-book-student.zip
+	$(STUDENT_VERSIONS) --out student
 
 SUBMISSIONS ?=
 grade: $(VENV_STAMP)

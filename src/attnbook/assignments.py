@@ -302,56 +302,51 @@ class Submission:
         return sum(e.points for e in self.exercises)
 
 
-def _check_id(cell: Any) -> str | None:
-    return cell.get("id")
+def _position(cells: list[Any], cell_id: str | None) -> int | None:
+    """Index of the cell with this id (nbformat 4.5 cell ids), or None."""
+    if cell_id is None:
+        return None
+    return next((i for i, c in enumerate(cells) if c.get("id") == cell_id), None)
 
 
-def _graded_notebook(submission: Any, source: Any, full: bool) -> tuple[Any, dict[str, int], list[str]]:
+def _graded_notebook(submission: Any, source: Any, full: bool) -> tuple[Any, dict[str, int], list[str], list[str]]:
     """Build the notebook to run: the submission with the instructor's check cells.
 
-    Returns the notebook, the cell index of each exercise's check, and the labels
-    of exercises whose solution cell the submission no longer has.
+    Returns the notebook, the cell index of each exercise's check, the labels of
+    exercises whose solution cell the submission no longer has, and every label.
     """
     nbformat = _nbformat()
     exercises = find_exercises(source)
-    by_id = {_check_id(c): i for i, c in enumerate(submission.cells) if _check_id(c)}
     cells = [copy.deepcopy(c) for c in submission.cells]
     missing: list[str] = []
     # Put each check back to the instructor's version (hidden tests included).
-    check_positions: dict[str, int] = {}
     for exercise in exercises:
         original = source.cells[exercise.check_cell]
-        index = by_id.get(_check_id(original)) if _check_id(original) else None
+        index = _position(cells, original.get("id"))
         if index is None:  # the student deleted the check: put it after their solution cell
-            anchors = [by_id.get(_check_id(source.cells[s])) for s in exercise.solution_cells]
-            anchors = [a for a in anchors if a is not None]
+            anchors = [a for a in (_position(cells, source.cells[s].get("id")) for s in exercise.solution_cells)
+                       if a is not None]
             if exercise.solution_cells and not anchors:
                 missing.append(exercise.label)
                 continue
-            cell = nbformat.v4.new_code_cell(original.source)
-            position = (max(anchors) + 1) if anchors else len(cells)
-            cells.insert(position, cell)
-            by_id = {_check_id(c): i for i, c in enumerate(cells) if _check_id(c)}
-            index = position
-        else:
-            cells[index].source = original.source
+            index = (max(anchors) + 1) if anchors else len(cells)
+            cells.insert(index, nbformat.v4.new_code_cell())
         graded_part, rest = _split_check(original.source)
         cells[index].source = graded_part
         cells[index].metadata[METADATA_KEY] = {"grade": exercise.label}
         if rest:  # what the cell does after its checks (a demo, a printout) runs, ungraded, after it
             cells.insert(index + 1, nbformat.v4.new_code_cell(rest))
-            by_id = {_check_id(c): i for i, c in enumerate(cells) if _check_id(c)}
     if not full:
         cells = _exercise_section(cells, source)
-    for cell in cells:
+    positions: dict[str, int] = {}
+    for i, cell in enumerate(cells):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    for i, cell in enumerate(cells):
         label = cell.get("metadata", {}).get(METADATA_KEY, {}).get("grade")
         if label:
-            check_positions[label] = i
+            positions[label] = i
     graded = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(source.metadata))
-    return graded, check_positions, missing
+    return graded, positions, missing, [e.label for e in exercises]
 
 
 def _split_check(source: str) -> tuple[str, str]:
@@ -433,13 +428,14 @@ def _chapter_from_name(stem: str, sources: dict[str, Path]) -> str | None:
 
 def grade_submission(path: str | Path, sources: dict[str, Path], student: str, *, full: bool = False,
                      cell_timeout: float = 60, notebook_timeout: float = 300,
-                     chapter: str | None = None) -> Submission:
+                     chapter: str | None = None, threads: int | None = None) -> Submission:
     """Grade one submitted notebook in a separate process; never raises for a bad submission.
 
     ``sources`` maps chapter names (file stems) to the instructor's notebooks.
     A submission that is not a readable notebook is "malformed"; one that runs past
     ``notebook_timeout`` seconds is stopped (its kernel too) and scored as far as
     it got; a cell past ``cell_timeout`` is interrupted and the rest still runs.
+    ``threads`` sets OMP_NUM_THREADS for its kernel unless the environment sets it.
     """
     nbformat = _nbformat()
     path = Path(path)
@@ -459,17 +455,18 @@ def grade_submission(path: str | Path, sources: dict[str, Path], student: str, *
     if name not in sources:
         return result("unknown chapter", f"expected metadata {METADATA_KEY}.chapter naming one of "
                       f"{sorted(sources)}, got {name!r}")
-    source = nbformat.read(sources[name], as_version=4)
-    labels = [e.label for e in find_exercises(source)]
-    graded, positions, missing = _graded_notebook(nb, source, full)
+    graded, positions, missing, labels = _graded_notebook(nb, nbformat.read(sources[name], as_version=4), full)
     with tempfile.TemporaryDirectory(prefix="attnbook-grade-") as tmp:
         todo, done, pid_file = Path(tmp) / "in.ipynb", Path(tmp) / "out.ipynb", Path(tmp) / "kernel.pid"
         nbformat.write(graded, todo)
         command = [sys.executable, "-m", "attnbook.assignments", "_run", str(todo), str(done),
                    "--cwd", str(sources[name].resolve().parent), "--cell-timeout", str(cell_timeout),
                    "--pid-file", str(pid_file)]
+        env = dict(os.environ)
+        if threads is not None:
+            env.setdefault("OMP_NUM_THREADS", str(threads))
         worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  start_new_session=True)
+                                  start_new_session=True, env=env)
         status, message = "graded", ""
         try:
             log, _ = worker.communicate(timeout=notebook_timeout)
@@ -567,35 +564,28 @@ def grade_folder(folder: str | Path, source_dir: str | Path, *, jobs: int = 1, f
     paths = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     if not paths:
         raise ValueError(f"expected submitted .ipynb files in {str(folder)!r}, found none")
-    env_threads = os.environ.get("OMP_NUM_THREADS")
-    if env_threads is None:  # share the cores between the kernels that run at once
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(grade_submission, p, sources, _student_name(p, folder), full=full,
-                                   cell_timeout=cell_timeout, notebook_timeout=notebook_timeout) for p in paths]
-            return [f.result() for f in futures]
-    finally:
-        if env_threads is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # share the cores between the kernels that run at once
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(grade_submission, p, sources, _student_name(p, folder), full=full,
+                               cell_timeout=cell_timeout, notebook_timeout=notebook_timeout, threads=threads)
+                   for p in paths]
+        return [f.result() for f in futures]
 
 
 def write_grades(submissions: Sequence[Submission], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``grades.csv`` (one row per student and chapter, one column per exercise) and ``grades.json``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels: list[str] = []
-    for submission in submissions:
-        for e in submission.exercises:
-            column = f"{submission.chapter[:2]}:{e.label}" if submission.chapter else e.label
-            if column not in labels:
-                labels.append(column)
+    def column(s: Submission, e: ExerciseResult) -> str:  # "05:5.2": chapter number and exercise
+        return f"{s.chapter[:2]}:{e.label}" if s.chapter else e.label
+
+    labels = list(dict.fromkeys(column(s, e) for s in submissions for e in s.exercises))
     csv_path, json_path = out / "grades.csv", out / "grades.json"
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["student", "chapter", "status", *labels, "points", "max_points", "seconds", "file"])
         for s in submissions:
-            scores = {f"{s.chapter[:2]}:{e.label}" if s.chapter else e.label: e.points for e in s.exercises}
+            scores = {column(s, e): e.points for e in s.exercises}
             writer.writerow([s.student, s.chapter, s.status, *(scores.get(c, "") for c in labels), s.points,
                              len(s.exercises), s.seconds, s.path])
     records = []
