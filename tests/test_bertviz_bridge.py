@@ -2,11 +2,13 @@
 
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from attnbook import bertviz_bridge as bb
+from attnbook.viz import bertviz as bb
 
 URL = re.compile(r"https?://")
 
@@ -52,7 +54,7 @@ def test_no_cdn_reference_when_offline_assets_are_present(offline, mode):
 
 def test_the_real_libraries_inline_without_urls_to_load(monkeypatch):
     # with the repository's own node_modules/_static_vendor (after `make assets`), if present
-    found = bb.find_offline_assets(bb.Path(__file__).resolve().parent.parent)
+    found = bb.find_offline_assets(Path(__file__).resolve().parent.parent)
     if found is None:
         pytest.skip("the offline libraries are not installed (run `make assets`)")
     monkeypatch.chdir(found["root"])
@@ -78,7 +80,7 @@ def test_environment_variable_and_colab(offline, monkeypatch):
     with pytest.raises(ValueError, match="expected ATTNBOOK_BERTVIZ_ASSETS"):
         bb.resolve_assets()
     monkeypatch.delenv(bb.ASSETS_ENV)
-    monkeypatch.setitem(bb.sys.modules, "google.colab", object())
+    monkeypatch.setitem(sys.modules, "google.colab", object())
     assert bb.resolve_assets() == "cdn"
 
 
@@ -152,3 +154,92 @@ def test_bad_inputs(offline):
         bb.sentence_views(tokens, att, sentence_b_start=0)
     with pytest.raises(ValueError, match="decimals"):
         bb.model_view_html(bb.sentence_views(tokens, att), view_id="a", decimals=0, assets="static")
+
+
+# --- the templates (attnbook/viz/templates/), and the old import path -----------------------------------------
+
+from importlib import resources  # noqa: E402
+from fnmatch import fnmatch  # noqa: E402
+import tomllib  # noqa: E402
+
+from attnbook.viz import assets, templating  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_templates_are_package_data():
+    folder = resources.files("attnbook.viz").joinpath("templates")
+    on_disk = sorted(p.name for p in folder.iterdir() if p.is_file())
+    assert on_disk == sorted(templating.TEMPLATES), "every file in templates/ is a listed template, and back"
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"]["attnbook.viz"]
+    for name in templating.TEMPLATES:
+        assert any(fnmatch(f"templates/{name}", g) for g in globs), f"{name} is not in [tool.setuptools.package-data]"
+        assert templating.placeholders(name), f"{name} has no ${{placeholder}}"
+    # the JavaScript lives in the templates, not in the modules
+    for module in ("bertviz.py", "assets.py", "templating.py"):
+        source = (ROOT / "src" / "attnbook" / "viz" / module).read_text(encoding="utf-8")
+        assert "window." not in source and "function (" not in source.replace("function ($, d3) {", ""), module
+
+
+@pytest.mark.parametrize("mode", ["cdn", "inline", "static"])
+def test_every_placeholder_is_filled(offline, mode):
+    tokens, att = _views()
+    every = set().union(*(templating.placeholders(n) for n in templating.TEMPLATES))
+    assert {"root", "script", "main", "loader", "d3", "require_src"} <= every
+    for make in (bb.head_view_html, bb.model_view_html):
+        markup = make(bb.sentence_views(tokens, att, sentence_b_start=2), view_id="ph", assets=mode,
+                      fallback=bb.model_view_png(att))
+        left = sorted(p for p in every if "${" + p + "}" in markup)
+        assert not left, f"{make.__name__} ({mode}): unfilled placeholders {left}"
+        # the page's structure, as tests/test_site.py looks for it
+        assert markup.startswith('<div id="bertviz-ph" class="attnbook-bertviz attnbook-bertviz-')
+        assert markup.count("<script") == 1 and markup.rstrip().endswith("</script>")
+        assert "var main = function ($, d3) {" in markup and "decode({" in markup
+        assert "main(libs.jquery, libs.d3);" in markup if mode == "inline" else "window.requirejs.config(" in markup
+    if mode == "inline":  # a bare '$' of a template stays as written
+        assert "no window.$, no AMD define" in markup
+
+
+def test_render_inserts_values_verbatim_and_rejects_bad_values():
+    names = templating.placeholders("view.html")
+    filled = templating.render("view.html", **{n: "${root}$$" for n in names})
+    assert filled.count("${root}$$") == len(templating.template_text("view.html").split("${")) - 1
+    with pytest.raises(ValueError, match=r"expected values for the placeholders \['controls', 'fallback'"):
+        templating.render("view.html", root="a")
+    with pytest.raises(ValueError, match="got .*'surplus'"):
+        templating.render("view.html", **{n: "" for n in names}, surplus="x")
+    with pytest.raises(TypeError, match="expected text for placeholder 'root'"):
+        templating.render("view.html", **{**{n: "" for n in names}, "root": 3})
+    with pytest.raises(ValueError, match="expected a template name, one of view.html"):
+        templating.template_text("../pyproject.toml")
+    with pytest.raises(ValueError, match="expected a template name"):
+        templating.template_text(["view.html"])
+    text = templating.script_json({"a": "</script>&"})
+    assert not set("<>&") & set(text) and json.loads(text) == {"a": "</script>&"}
+
+
+def test_loader_bad_inputs(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="expected mode to be one of cdn, inline, static"):
+        assets.loader_js("auto")
+    with pytest.raises(TypeError, match="expected static_url to be a URL string, got int"):
+        assets.loader_js("static", 3)
+    with pytest.raises(ValueError, match="expected static_url"):
+        assets.loader_js("static", "")
+    with pytest.raises(TypeError, match="expected start to be a folder path or None, got int"):
+        assets.find_offline_assets(3)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="make assets"):
+        assets.loader_js("inline")
+    assert '"/s/require/require.js"' in assets.loader_js("static", "/s/")
+
+
+def test_old_import_paths_are_the_same_objects():
+    import attnbook.bertviz_bridge as old_bridge
+    import attnbook.plotting as old_plotting
+    from attnbook.viz import plotting
+
+    for new, old in ((bb, old_bridge), (plotting, old_plotting)):
+        assert old.__all__ == new.__all__ and new.__all__
+        for name in new.__all__:
+            assert getattr(old, name) is getattr(new, name), name

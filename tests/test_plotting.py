@@ -6,7 +6,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from attnbook.plotting import accuracy_by_length, attention_heatmap, learning_curves  # noqa: E402
+from attnbook.viz.plotting import accuracy_by_length, attention_heatmap, learning_curves  # noqa: E402
 from attnbook.training import History  # noqa: E402
 
 
