@@ -1,6 +1,7 @@
 """What `pip install attnbook @ git+REPO_URL` (the first cell of every chapter on Colab) gets.
 
-The wheel built from this repository must hold every module and the shipped checkpoints,
+The wheel built from this repository must hold every module, the shipped checkpoints and the
+views' templates (attnbook/viz/templates/*.html, *.js),
 and every third-party package the modules import must be declared in pyproject.toml:
 at module level in `dependencies` (Colab installs those), inside functions in
 `dependencies` or an optional extra (those imports say what to install when missing).
@@ -9,6 +10,7 @@ at module level in `dependencies` (Colab installs those), inside functions in
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -81,13 +83,24 @@ def test_imports_are_declared(path: Path) -> None:
     assert not problems, f"{path.relative_to(ROOT)}:\n  " + "\n  ".join(problems)
 
 
-def test_wheel_holds_every_module_and_checkpoint(tmp_path: Path) -> None:
+def test_wheel_holds_every_module_checkpoint_and_template(tmp_path: Path) -> None:
+    # from a clean copy: setuptools reuses a build/ folder left in the tree, which may hold files the
+    # configuration no longer ships
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, tree / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True, text=True)
+                    "-w", str(tmp_path), str(tree)], check=True, capture_output=True, text=True)
     (wheel,) = tmp_path.glob("attnbook-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {".py", ".safetensors", ".json", ".js", ".html"}
     wanted = {f"attnbook/{p.relative_to(PACKAGE).as_posix()}" for p in PACKAGE.rglob("*")
-              if p.is_file() and "__pycache__" not in p.parts and p.suffix in {".py", ".safetensors", ".json"}}
+              if p.is_file() and "__pycache__" not in p.parts and p.suffix in shipped}
     missing = sorted(wanted - names)
     assert not missing, f"the wheel {wheel.name} lacks {missing}: add them to [tool.setuptools.package-data]"
     assert any(n.startswith("attnbook/checkpoints/") and n.endswith(".safetensors") for n in names)
+    from attnbook.viz.templating import TEMPLATES
+
+    templates = {f"attnbook/viz/templates/{t}" for t in TEMPLATES}
+    assert templates <= names, f"the wheel {wheel.name} lacks the templates {sorted(templates - names)}"
