@@ -5,7 +5,8 @@
 #   make test    every test: unit + notebook hygiene, the chapter notebooks (each executed
 #                once, under nbval), the book built from those runs, then browser tests
 #                of the built site
-#   make sync    copy repository.url from _config.yml into the notebooks' REPO_URL line
+#   make sync    copy repository.url and .ref (the pinned release) from _config.yml into
+#                the notebooks' first cells (REPO_URL, REPO_REF)
 #   make student write student versions of the chapters (solutions replaced by stubs) to student/
 #   make grade SUBMISSIONS=folder
 #                grade a folder of submitted student notebooks into grades/grades.csv and .json
