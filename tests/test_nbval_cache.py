@@ -98,8 +98,8 @@ def nbval_run(tmp_path_factory: pytest.TempPathFactory):
         "bad": _write(folder / "bad.ipynb", BAD, "Bad"),
     }
     cache = folder / "_build" / ".jupyter_cache"
-    cache.mkdir(parents=True)
-    (cache / "left-over").write_text("from an earlier run", encoding="utf-8")
+    left_over = _write(folder / "left_over.ipynb", ["print('from an earlier run')"], "Left over")
+    _cache(cache).cache_notebook_file(str(left_over), check_validity=False)
     result = _run_nbval(folder, cache, *notebooks.values())
     return folder, notebooks, cache, result
 
@@ -113,8 +113,8 @@ def test_a_failing_cell_still_fails_the_run(nbval_run) -> None:
 
 def test_only_passing_notebooks_are_cached(nbval_run) -> None:
     _, notebooks, cache, result = nbval_run
-    assert not (cache / "left-over").exists(), "expected the plugin to empty the cache before the run"
     records = {Path(r.uri).name for r in _cache(cache).list_cache_records()}
+    # left_over.ipynb was in the cache before the run: the plugin empties it first.
     assert records == {"good.ipynb", "deterministic.ipynb", "stale.ipynb"}, (records, result.stdout)
     with pytest.raises(KeyError):
         _cache(cache).match_cache_notebook(nbformat.read(notebooks["bad"], 4))
@@ -147,7 +147,7 @@ def test_book_build_renders_the_cache_and_executes_what_changed(nbval_run) -> No
     notebooks["bad"].unlink()
     (folder / "conf.py").write_text(
         'extensions = ["myst_nb"]\nnb_execution_mode = "cache"\n'
-        'exclude_patterns = ["_build", "deterministic.ipynb", "pytest.ini"]\n', encoding="utf-8")
+        'exclude_patterns = ["_build", "deterministic.ipynb", "left_over.ipynb", "pytest.ini"]\n', encoding="utf-8")
     (folder / "index.md").write_text("# Book\n\n```{toctree}\ngood\nstale\n```\n\n```{nb-exec-table}\n```\n",
                                      encoding="utf-8")
     result = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-v", ".", "_build/html"], cwd=folder,
@@ -166,6 +166,15 @@ def test_book_build_renders_the_cache_and_executes_what_changed(nbval_run) -> No
     index = re.sub(r"\s+", " ", (folder / "_build" / "html" / "index.html").read_text(encoding="utf-8"))
     runtime = re.search(r'href="good.html".*?<td><p>cache</p></td> <td><p>([0-9.]+)</p></td>', index)
     assert runtime and float(runtime.group(1)) > 0, "expected the execution table to list good with its run time"
+
+
+def test_a_folder_that_is_not_a_cache_is_not_emptied(tmp_path: Path) -> None:
+    notebook = _write(tmp_path / "nb.ipynb", ["print(1)"], "Nb")
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "work.txt").write_text("keep me", encoding="utf-8")
+    result = _run_nbval(tmp_path, tmp_path / "precious", notebook)
+    assert result.returncode == 4 and "expected a jupyter-cache folder" in result.stderr, result
+    assert (tmp_path / "precious" / "work.txt").read_text(encoding="utf-8") == "keep me"
 
 
 def test_plugin_needs_nbval(tmp_path: Path) -> None:

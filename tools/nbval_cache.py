@@ -93,6 +93,9 @@ class _CachePlugin:
         # served even if the package changed since; after this run the cache holds only
         # what this run executed and validated.
         if self.path.exists():
+            if any(self.path.iterdir()) and not (self.path / "global.db").is_file():
+                raise pytest.UsageError(f"{OPTION} {self.path}: expected a jupyter-cache folder (with global.db) "
+                                        f"or an empty or new one, found other files; not emptying it")
             shutil.rmtree(self.path)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
