@@ -2,9 +2,11 @@
 #
 #   make book    build the HTML book into _build/html (from clean; any warning or failing
 #                notebook cell fails the build)
-#   make test    every test: unit + notebook hygiene, the chapter notebooks, the clean
-#                book build, then browser tests of the built site
-#   make sync    copy repository.url from _config.yml into the notebooks' REPO_URL line
+#   make test    every test: unit + notebook hygiene, the chapter notebooks (each executed
+#                once, under nbval), the book built from those runs, then browser tests
+#                of the built site
+#   make sync    copy repository.url and .ref (the pinned release) from _config.yml into
+#                the notebooks' first cells (REPO_URL, REPO_REF)
 #   make student write student versions of the chapters (solutions replaced by stubs) to student/
 #   make grade SUBMISSIONS=folder
 #                grade a folder of submitted student notebooks into grades/grades.csv and .json
@@ -78,9 +80,22 @@ STUDENT_VERSIONS = $(PY) -m attnbook.assignments student notebooks/*.ipynb --zip
 
 # Chapter 8's BertViz views load require.js, d3 and jQuery from the site's _static/ (see
 # attnbook.bertviz_bridge); in Jupyter they are inlined, and on Colab they come from a CDN.
-book: export ATTNBOOK_BERTVIZ_ASSETS := static
+# Set for the notebook tests too, since their outputs become the book's pages.
+book test-notebooks: export ATTNBOOK_BERTVIZ_ASSETS := static
+
+# The jupyter-cache the book build reads (_config.yml: execute_notebooks: cache; this is
+# Jupyter Book's default place for it). `make test-notebooks` fills it with each chapter
+# that nbval ran and passed (tools/nbval_cache.py), and `make test` then builds the book
+# from it with REUSE_NB_CACHE=1, so each chapter is executed once. A chapter not in the
+# cache (changed since, failed, or no test run before) is executed by the book build.
+NB_CACHE := _build/.jupyter_cache
+REUSE_NB_CACHE ?=
+
+# Alone, `make book` starts from clean: _build removed, jupyter-cache included.
 book: $(VENV_STAMP) $(VENDOR_STAMP)
-	rm -rf _build
+	if [ -n "$(REUSE_NB_CACHE)" ] && [ -d $(NB_CACHE) ]; then \
+	  find _build -mindepth 1 -maxdepth 1 ! -name $(notdir $(NB_CACHE)) -exec rm -rf {} +; \
+	else rm -rf _build; fi
 	jupyter-book build --all -W -n --keep-going .
 	$(STUDENT_VERSIONS) --out _build/html/student
 	@echo "Open _build/html/index.html"
@@ -106,14 +121,17 @@ grade: $(VENV_STAMP)
 test: $(VENV_STAMP) $(VENDOR_STAMP)
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory test-notebooks
-	$(MAKE) --no-print-directory book
+	$(MAKE) --no-print-directory book REUSE_NB_CACHE=1
 	$(MAKE) --no-print-directory test-site
 
 test-unit: $(VENV_STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests -m "not site"
 
+# Each chapter once, with its own result checks (nbval); the executed chapters go into the
+# book's jupyter-cache (see NB_CACHE above).
 test-notebooks: $(VENV_STAMP)
-	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks
+	$(PY) -m pytest -p tools.nbval_cache --nbval-cache $(NB_CACHE) \
+	  --nbval-lax --nbval-current-env notebooks
 
 test-site: $(VENV_STAMP)
 	$(PY) -m pytest tests -m site

@@ -1,8 +1,9 @@
 """Notebook hygiene: what every chapter notebook in notebooks/ must look like in git.
 
 Clean (no outputs, no execution counts), valid nbformat v4, in the table of contents,
-set up for Colab (a GPU runtime, REPO_URL from _config.yml), and with at least three
-exercises whose solutions are marked for nbgrader and collapsed in the book.
+set up for Colab (a GPU runtime; REPO_URL and the pinned release REPO_REF from
+_config.yml), and with at least three exercises whose solutions are marked for nbgrader
+and collapsed in the book.
 """
 
 from __future__ import annotations
@@ -82,6 +83,18 @@ def test_repo_url_matches_config(path: Path) -> None:
     assert got is not None, f'{path.name}: expected a line `REPO_URL = "{expected}"` in the first code cell, found none'
     assert got == expected, (f"{path.name}: REPO_URL is {got!r} but _config.yml's repository.url is {expected!r}; "
                              f"run `make sync`")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_install_pinned_to_config_ref(path: Path) -> None:
+    expected = sync_notebooks.repository_ref()
+    got = sync_notebooks.notebook_ref(path)
+    assert got == expected, (f'{path.name}: expected a line `REPO_REF = "{expected}"` (repository.ref in '
+                             f"_config.yml) in the first code cell, got {got!r}; run `make sync`")
+    assert sync_notebooks.installs_pinned(path), (
+        f"{path.name}: expected the first code cell to install "
+        f'f"attnbook @ {sync_notebooks.PINNED_SPEC}" (the pinned release), found an unpinned install; '
+        f"run `make sync`")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
