@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -163,7 +164,7 @@ def main() -> None:
                             heldout_loss=round(heldout_loss(r["model"], held), 4)))
     info = dict(layers=LAYERS, heads=HEADS, d_model=WIDTH, block=BLOCK, batch=BATCH, vocab=vocab, lr=LR,
                 threads=args.threads, rounds=args.rounds, optimizer=args.optimizer, seconds_per_round=args.seconds,
-                torch=torch.__version__,
+                torch=torch.__version__, load_average_1min=round(os.getloadavg()[0], 2),
                 machine=platform.processor() or platform.machine(), python=platform.python_version())
     args.out.with_suffix(".json").write_text(json.dumps(dict(setup=info, results=results), indent=2) + "\n")
     lines = ["# GPT training speed: attnbook (scratch, fused) vs a plain nanoGPT-style model", "",
@@ -171,7 +172,8 @@ def main() -> None:
              f"(pydoc_data.topics), {args.optimizer} lr {LR}, no dropout, {args.threads} threads; "
              f"{args.rounds} rounds of "
              f"about {args.seconds:g} s per model, the models taking turns step by step "
-             f"(torch {torch.__version__}).", "",
+             f"(torch {torch.__version__}; 1-minute load average {os.getloadavg()[0]:.1f} "
+             f"on {os.cpu_count()} cores at the end).", "",
              "| model | parameters | steps/s | tokens/s | vs plain | held-out loss (nats/char) |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in results:
