@@ -93,31 +93,6 @@ def test_config_errors() -> None:
         ViT("not a config")
 
 
-def test_rollout_rows_sum_to_one_and_manual() -> None:
-    g = torch.Generator().manual_seed(0)
-    weights = [torch.softmax(torch.randn(2, 3, 5, 5, generator=g), dim=-1) for _ in range(3)]
-    r = attention_rollout(weights)
-    assert r.shape == (2, 5, 5)
-    torch.testing.assert_close(r.sum(-1), torch.ones(2, 5))
-    eye = torch.eye(5)
-    a = [(w.mean(1) + eye) / (w.mean(1) + eye).sum(-1, keepdim=True) for w in weights]
-    torch.testing.assert_close(r, a[2] @ a[1] @ a[0])
-
-
-def test_rollout_of_identity_attention_is_identity() -> None:
-    w = torch.eye(4).expand(1, 2, 4, 4)
-    torch.testing.assert_close(attention_rollout([w, w]), torch.eye(4).expand(1, 4, 4))
-
-
-def test_rollout_errors() -> None:
-    with pytest.raises(ValueError, match="expected a non-empty list"):
-        attention_rollout([])
-    with pytest.raises(ValueError, match="expected square"):
-        attention_rollout([torch.rand(1, 2, 3, 4)])
-    with pytest.raises(ValueError, match="expected every layer"):
-        attention_rollout([torch.rand(1, 2, 3, 3), torch.rand(1, 2, 4, 4)])
-
-
 def test_rollout_on_model_rows_sum_to_one() -> None:
     torch.manual_seed(0)
     _, weights = ViT(small_config())(torch.randn(3, 1, 8, 8), need_weights=True)

@@ -1,4 +1,4 @@
-"""The Vision Transformer (Dosovitskiy et al., 2020) and attention rollout (Abnar & Zuidema, 2020).
+"""The Vision Transformer (Dosovitskiy et al., 2020); attention rollout (Abnar & Zuidema, 2020) re-exported.
 
 An image is cut into square patches; each patch is flattened and mapped by one linear
 layer to a token vector. A learned class token is put in front, learned position
@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from attnbook import _validate
+from attnbook.attribution import attention_rollout  # re-exported: chapter 7 reads it from here
 from attnbook.transformer import BlockConfig, EncoderBlock, LayerNorm
 
 __all__ = ["patchify", "PatchEmbedding", "ViTConfig", "ViT", "attention_rollout"]
@@ -154,30 +155,3 @@ class ViT(nn.Module):
             weights.append(w)
         logits = self.head(self.norm(x[:, 0]))  # (B, num_classes)
         return (logits, weights) if need_weights else logits
-
-
-def attention_rollout(weights: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """Attention rollout (Abnar & Zuidema, 2020): how much each output token draws on each input token.
-
-    Per layer, average the heads, add the identity (the residual path), renormalise the
-    rows to sum to one; then multiply the layers' matrices, first layer rightmost.
-
-    Shape:
-        weights: a non-empty list of (B, heads, T, T) attention tensors, one per layer
-        -> (B, T, T), every row summing to one
-    """
-    if not isinstance(weights, (list, tuple)) or not weights:
-        raise ValueError(f"expected a non-empty list of attention tensors, got {type(weights).__name__}"
-                         + (" of length 0" if isinstance(weights, (list, tuple)) else ""))
-    result = None
-    for w in weights:
-        _validate.tensor(w, "each attention tensor", ndim=4, floating=True)
-        if w.shape[-1] != w.shape[-2]:
-            raise ValueError(f"expected square (B, heads, T, T) attention, got shape {tuple(w.shape)}")
-        a = w.mean(dim=1)  # (B, T, T)
-        a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-        a = a / a.sum(dim=-1, keepdim=True)
-        if result is not None and result.shape != a.shape:
-            raise ValueError(f"expected every layer's attention of shape {tuple(result.shape)}, got {tuple(a.shape)}")
-        result = a if result is None else a @ result
-    return result
