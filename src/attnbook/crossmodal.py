@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from attnbook import _validate
+from attnbook.attention import key_padding_mask
 from attnbook.transformer import BlockConfig, DecoderBlock, EncoderBlock, LayerNorm
 
 __all__ = ["CrossModalConfig", "CrossModalTranscriber", "digit_strips", "attention_by_region"]
@@ -101,7 +102,7 @@ class CrossModalTranscriber(nn.Module):
         mask = None
         if lengths is not None:
             _validate.lengths(lengths, B, S)
-            mask = (torch.arange(S, device=features.device)[None, :] < lengths[:, None])[:, None, :]  # (B, 1, S)
+            mask = key_padding_mask(lengths, S)  # (B, 1, S)
         x = self.input_proj(features) + self.input_pos[:S]  # (B, S, d_model)
         for block in self.encoder:
             x = block(x, mask)  # (B, S, d_model)
