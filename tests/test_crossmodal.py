@@ -47,14 +47,46 @@ def test_decoder_is_causal():
 def test_greedy_decode_matches_teacher_forcing_on_its_own_output():
     model = _model()
     feats = torch.randn(4, 6, 5)
-    tokens, weights = model.greedy_decode(feats, sos_id=1, eos_id=2, max_new_tokens=5, need_weights=True)
+    tokens, weights = model.greedy_decode(feats, None, 5)
     assert tokens.shape == (4, 5) and weights.shape == (4, 2, 5, 6)
-    raw = torch.cat([torch.ones(4, 1, dtype=torch.long), tokens], 1)[:, :-1]
-    first = model(feats, raw[:, :1]).argmax(-1)[:, 0]
-    assert torch.equal(first, tokens[:, 0]) or bool((tokens[:, 0] == 0).any())
+    tf_in = torch.cat([torch.ones(4, 1, dtype=torch.long), tokens[:, :-1]], 1)  # <sos> + its own output
+    with torch.no_grad():
+        logits, tf_weights = model(feats, tf_in, need_weights=True)
+    is_eos = (tokens == 2).long()
+    before_end = is_eos.cumsum(1) - is_eos == 0  # up to and including the first <eos>
+    assert torch.equal(logits.argmax(-1)[before_end], tokens[before_end])
+    torch.testing.assert_close(weights[:, :, :1], tf_weights[-1][:, :, :1])
     for row in tokens.tolist():  # nothing but padding after the first <eos>
         if 2 in row:
             assert all(t == 0 for t in row[row.index(2) + 1:])
+
+
+def test_greedy_decode_has_the_one_signature_and_the_old_spelling_still_works():
+    model = _model()
+    feats, lengths = torch.randn(3, 6, 5), torch.tensor([6, 3, 4])
+    ids, weights = model.greedy_decode(feats, lengths, 4, sos_id=1, eos_id=2)
+    old_ids, old_weights = model.greedy_decode(feats, sos_id=1, eos_id=2, max_new_tokens=4, lengths=lengths,
+                                               need_weights=True)
+    assert torch.equal(ids, old_ids) and torch.equal(weights, old_weights)
+    assert torch.equal(model.greedy_decode(feats, max_new_tokens=4, lengths=lengths, need_weights=False), ids)
+    assert float(weights[1, :, :, 3:].abs().max()) == 0.0  # padded inputs get no attention
+    with pytest.raises(TypeError, match="max_len or its old name max_new_tokens, got both"):
+        model.greedy_decode(feats, None, 4, max_new_tokens=4)
+    with pytest.raises(TypeError, match="expected max_len"):
+        model.greedy_decode(feats)
+    with pytest.raises(ValueError, match=r"expected eos_id in \[0, 9\)"):
+        model.greedy_decode(feats, None, 4, eos_id=9)
+
+
+def test_decode_takes_tgt_in_then_memory_like_the_transformer():
+    model = _model()
+    feats, tgt = torch.randn(2, 6, 5), torch.randint(0, 9, (2, 3))
+    memory, mask = model.encode(feats)
+    torch.testing.assert_close(model.decode(tgt, memory, mask), model(feats, tgt))
+    with pytest.raises(TypeError, match=r"expected decode\(tgt_in, memory, mask\)"):
+        model.decode(memory, tgt, mask)
+    with pytest.raises(ValueError, match=r"expected memory of shape \(2, S, 16\)"):
+        model.decode(tgt, memory[:1], mask)
 
 
 def test_digit_strips_and_regions():
@@ -109,8 +141,8 @@ def test_bad_inputs_raise_clear_errors():
         model(torch.randn(1, 3, 5), torch.tensor([[1, 9]]))
     with pytest.raises(TypeError, match="expected tgt_in to be an integer tensor"):
         model(torch.randn(1, 3, 5), torch.zeros(1, 2))
-    with pytest.raises(ValueError, match="expected max_new_tokens <= max_len=6"):
-        model.greedy_decode(torch.randn(1, 3, 5), sos_id=1, eos_id=2, max_new_tokens=7)
+    with pytest.raises(ValueError, match="expected max_len <= config.max_len=6"):
+        model.greedy_decode(torch.randn(1, 3, 5), None, 7)
     with pytest.raises(TypeError, match="expected a CrossModalConfig"):
         CrossModalTranscriber(object())
     with pytest.raises(ValueError, match="expected one label per image"):

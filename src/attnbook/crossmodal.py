@@ -108,25 +108,32 @@ class CrossModalTranscriber(nn.Module):
             x = block(x, mask)  # (B, S, d_model)
         return self.encoder_norm(x), mask
 
-    def decode(self, memory: torch.Tensor, tgt_in: torch.Tensor, mask: torch.Tensor | None = None, *,
+    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None = None, *,
                need_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits for every target position, given the encoder's output.
+        """Logits for every target position, given the encoder's output (the argument order of
+        :meth:`attnbook.transformer.EncoderDecoderTransformer.decode`).
 
         Shape:
-            memory: (B, S, d_model); tgt_in: (B, T); mask: (B, 1, S) or None
+            tgt_in: (B, T); memory: (B, S, d_model); mask: (B, 1, S) or None
             -> logits (B, T, vocab_size) (and the cross-attention weights, (B, heads, T, S) per block)
         """
         c = self.config
+        if isinstance(tgt_in, torch.Tensor) and tgt_in.is_floating_point() and isinstance(memory, torch.Tensor) \
+                and not memory.is_floating_point():
+            raise TypeError("expected decode(tgt_in, memory, mask): token ids first, then the encoder's output "
+                            f"(got a float tensor {tuple(tgt_in.shape)} first, an integer one {tuple(memory.shape)} "
+                            "second; the order was changed to match EncoderDecoderTransformer.decode)")
         _validate.tensor(tgt_in, "tgt_in", ndim=2, integer=True)
+        _validate.tensor(memory, "memory", ndim=3, floating=True)
         T = tgt_in.shape[1]
         if not 1 <= T <= c.max_len:
             raise ValueError(f"expected between 1 and max_len={c.max_len} target tokens, got {T}")
         if int(tgt_in.min()) < 0 or int(tgt_in.max()) >= c.vocab_size:
             raise ValueError(f"expected token ids in [0, {c.vocab_size}), got values from {int(tgt_in.min())} "
                              f"to {int(tgt_in.max())}")
-        if tgt_in.shape[0] != memory.shape[0]:
-            raise ValueError(f"expected tgt_in and features with the same batch size, got {tgt_in.shape[0]} and "
-                             f"{memory.shape[0]}")
+        if tgt_in.shape[0] != memory.shape[0] or memory.shape[-1] != c.d_model:
+            raise ValueError(f"expected memory of shape ({tgt_in.shape[0]}, S, {c.d_model}) for tgt_in of shape "
+                             f"{tuple(tgt_in.shape)}, got {tuple(memory.shape)}")
         y = self.token_embedding(tgt_in) + self.token_pos[:T]  # (B, T, d_model)
         weights = []
         for block in self.decoder:
@@ -138,39 +145,59 @@ class CrossModalTranscriber(nn.Module):
     def forward(self, features: torch.Tensor, tgt_in: torch.Tensor, lengths: torch.Tensor | None = None, *,
                 need_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         memory, mask = self.encode(features, lengths)
-        return self.decode(memory, tgt_in, mask, need_weights=need_weights)
+        return self.decode(tgt_in, memory, mask, need_weights=need_weights)
 
     @torch.no_grad()
-    def greedy_decode(self, features: torch.Tensor, *, sos_id: int, eos_id: int, max_new_tokens: int,
-                      lengths: torch.Tensor | None = None, need_weights: bool = False
-                      ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Write tokens one at a time, each the most likely next one, until ``max_new_tokens``.
+    def greedy_decode(self, src: torch.Tensor, src_len: torch.Tensor | None = None, max_len: int | None = None, *,
+                      sos_id: int = 1, eos_id: int = 2, max_new_tokens: int | None = None,
+                      lengths: torch.Tensor | None = None, need_weights: bool | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+        """Write up to ``max_len`` tokens, each the most likely next one: the package's one greedy decoder
+        signature, ``greedy_decode(src, src_len, max_len, *, sos_id=1, eos_id=2) -> (ids, weights)``.
 
-        Tokens after a sequence's ``<eos>`` are set to 0 (padding). With ``need_weights`` the
-        last decoder block's cross-attention of the final pass is returned too.
+        ``src`` are the input feature vectors and ``src_len`` how many are real (``None``: all).
+        Tokens after a sequence's ``<eos>`` are 0 (padding). The weights are the last decoder
+        block's cross-attention. No host-device synchronisation inside the loop.
+
+        The spelling of chapter 10's first edition still works: ``max_new_tokens=`` for
+        ``max_len``, ``lengths=`` for ``src_len``, and ``need_weights=False`` to get the ids alone.
 
         Shape:
-            features: (B, S, input_dim) -> tokens (B, max_new_tokens) (without ``<sos>``);
-            weights (B, heads, max_new_tokens, S)
+            src: (B, S, input_dim); src_len: (B,) or None
+            -> ids (B, max_len) (without ``<sos>``); weights (B, heads, max_len, S)
         """
-        _validate.positive_int(max_new_tokens, "max_new_tokens")
+        c = self.config
+        if max_new_tokens is not None:
+            if max_len is not None:
+                raise TypeError("expected max_len or its old name max_new_tokens, got both")
+            max_len = max_new_tokens
+        if lengths is not None:
+            if src_len is not None:
+                raise TypeError("expected src_len or its old name lengths, got both")
+            src_len = lengths
+        if max_len is None:
+            raise TypeError("expected max_len, the number of tokens to write, got none")
+        _validate.positive_int(max_len, "max_len")
+        if max_len > c.max_len:
+            raise ValueError(f"expected max_len <= config.max_len={c.max_len} (the decoder reads <sos> and "
+                             f"max_len - 1 tokens), got {max_len}")
         for name, value in (("sos_id", sos_id), ("eos_id", eos_id)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.config.vocab_size:
-                raise ValueError(f"expected {name} in [0, {self.config.vocab_size}), got {value!r}")
-        if max_new_tokens > self.config.max_len:
-            raise ValueError(f"expected max_new_tokens <= max_len={self.config.max_len}, got {max_new_tokens}")
-        memory, mask = self.encode(features, lengths)
-        out = torch.full((features.shape[0], 1), sos_id, dtype=torch.long, device=features.device)  # (B, 1)
-        for _ in range(max_new_tokens):
-            logits = self.decode(memory, out, mask)  # (B, t, V)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < c.vocab_size:
+                raise ValueError(f"expected {name} in [0, {c.vocab_size}), got {value!r}")
+        if need_weights is not None and not isinstance(need_weights, bool):
+            raise TypeError(f"expected need_weights to be a bool, got {type(need_weights).__name__}")
+        memory, mask = self.encode(src, src_len)
+        out = torch.full((src.shape[0], 1), sos_id, dtype=torch.long, device=src.device)  # (B, 1)
+        for _ in range(max_len):
+            logits = self.decode(out, memory, mask)  # (B, t, V)
             out = torch.cat([out, logits[:, -1].argmax(-1, keepdim=True)], dim=1)  # (B, t + 1)
-        tokens = out[:, 1:]  # (B, max_new_tokens)
-        finished = (tokens == eos_id).long().cumsum(1)  # (B, max_new_tokens): >= 1 from the first <eos> on
-        tokens = tokens.masked_fill((finished - (tokens == eos_id).long()) > 0, 0)  # padding after <eos>
-        if not need_weights:
-            return tokens
-        _, weights = self.decode(memory, out[:, :-1], mask, need_weights=True)
-        return tokens, weights[-1]
+        ids = out[:, 1:]  # (B, max_len)
+        is_eos = (ids == eos_id).long()
+        ids = ids.masked_fill(is_eos.cumsum(1) - is_eos > 0, 0)  # padding after the first <eos>
+        if need_weights is False:
+            return ids
+        _, weights = self.decode(out[:, :-1], memory, mask, need_weights=True)
+        return ids, weights[-1]
 
 
 def digit_strips(images: torch.Tensor, labels: torch.Tensor, count: int, digits: int, *,

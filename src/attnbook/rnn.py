@@ -169,6 +169,9 @@ class Seq2Seq(nn.Module):
                weights: (B, max_len, S), or ``None`` without attention
         """
         _validate.positive_int(max_len, "max_len")
+        for name, value in (("sos_id", sos_id), ("eos_id", eos_id)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.config.tgt_vocab:
+                raise ValueError(f"expected {name} in [0, {self.config.tgt_vocab}), got {value!r}")
         memory = self.encode(src, src_len)
         B = src.shape[0]
         y = torch.full((B,), sos_id, dtype=torch.long, device=src.device)
