@@ -105,11 +105,11 @@ def test_online_softmax_matches_softmax_and_tracks_the_running_max():
 @pytest.mark.parametrize("bad", [0, -3])
 def test_bad_block_sizes_raise_value_error(bad):
     q, k, v = _qkv(1, 1, 4, 4, 2, 2)
-    with pytest.raises(ValueError, match="expected block_q to be a positive"):
+    with pytest.raises(ValueError, match="expected block_q to be positive"):
         flash_attention(q, k, v, block_q=bad)
-    with pytest.raises(ValueError, match="expected block_k to be a positive"):
+    with pytest.raises(ValueError, match="expected block_k to be positive"):
         flash_attention(q, k, v, block_k=bad)
-    with pytest.raises(ValueError, match="expected block_size to be a positive"):
+    with pytest.raises(ValueError, match="expected block_size to be positive"):
         online_softmax(torch.randn(4), bad)
 
 
@@ -122,9 +122,9 @@ def test_block_sizes_of_the_wrong_type_raise_type_error(bad):
 
 def test_bad_shapes_and_types_raise_clear_errors():
     q, k, v = _qkv(2, 1, 5, 6, 4, 3)
-    with pytest.raises(ValueError, match="same last dimension d_k"):
+    with pytest.raises(ValueError, match="same width d_k"):
         flash_attention(q, k[..., :3], v)
-    with pytest.raises(ValueError, match="same shape up to the last dimension"):
+    with pytest.raises(ValueError, match="key and value of the same length"):
         flash_attention(q, k, v[..., :5, :])
     with pytest.raises(ValueError, match="same leading"):
         flash_attention(q, k[:1], v[:1])
@@ -140,3 +140,5 @@ def test_bad_shapes_and_types_raise_clear_errors():
         flash_attention(q, k, v, is_causal=1)
     with pytest.raises(ValueError, match="non-empty"):
         online_softmax(torch.zeros(0))
+    with pytest.raises(ValueError, match="at least one query and one key"):
+        flash_attention(q[..., :0, :], k, v)

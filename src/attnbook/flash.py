@@ -24,18 +24,10 @@ import math
 
 import torch
 
-from attnbook import _validate
+from attnbook import _validate, attention
 
 __all__ = ["online_softmax", "flash_attention", "flash_attention_forward", "flash_attention_backward",
            "FlashAttentionFunction"]
-
-
-def _block_size(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected {name} to be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"expected {name} to be a positive number of rows per block, got {value}")
-    return value
 
 
 def online_softmax(x: torch.Tensor, block_size: int = 4) -> tuple[torch.Tensor, list[tuple[float, float]]]:
@@ -50,7 +42,7 @@ def online_softmax(x: torch.Tensor, block_size: int = 4) -> tuple[torch.Tensor, 
         x: (N,) -> softmax: (N,); states: one (m, l) pair per block
     """
     _validate.tensor(x, "x", ndim=1, floating=True)
-    block_size = _block_size(block_size, "block_size")
+    block_size = _validate.positive_int(block_size, "block_size")
     if x.numel() == 0:
         raise ValueError("expected a non-empty x, got 0 elements")
     m = torch.tensor(float("-inf"), dtype=x.dtype, device=x.device)
@@ -66,22 +58,13 @@ def online_softmax(x: torch.Tensor, block_size: int = 4) -> tuple[torch.Tensor, 
 
 
 def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    for name, t in (("query", q), ("key", k), ("value", v)):
-        _validate.tensor(t, name, floating=True)
-        if t.dim() < 2:
-            raise ValueError(f"expected {name} with at least 2 dimensions (..., length, features), got shape "
-                             f"{tuple(t.shape)}")
+    """The package's q/k/v check, then what tiled kernels add: one dtype, equal (not broadcast) leading dims."""
+    attention._check_qkv(q, k, v)
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"expected query, key and value of one dtype, got {q.dtype}, {k.dtype} and {v.dtype}")
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"expected query and key with the same last dimension d_k, got shapes {tuple(q.shape)} "
-                         f"and {tuple(k.shape)}")
-    if k.shape[:-1] != v.shape[:-1]:
-        raise ValueError(f"expected key and value with the same shape up to the last dimension (..., S), got "
-                         f"{tuple(k.shape)} and {tuple(v.shape)}")
-    if q.shape[:-2] != k.shape[:-2]:
-        raise ValueError(f"expected query and key with the same leading (batch, head) dimensions, got shapes "
-                         f"{tuple(q.shape)} and {tuple(k.shape)}")
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        raise ValueError(f"expected query, key and value with the same leading (batch, head) dimensions (no "
+                         f"broadcasting), got shapes {tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}")
     if q.shape[-2] == 0 or k.shape[-2] == 0:
         raise ValueError(f"expected at least one query and one key, got shapes {tuple(q.shape)} and "
                          f"{tuple(k.shape)}")
@@ -113,7 +96,7 @@ def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
     _check_qkv(q, k, v)
     if not isinstance(is_causal, bool):
         raise TypeError(f"expected is_causal to be a bool, got {type(is_causal).__name__}")
-    block_q, block_k = _block_size(block_q, "block_q"), _block_size(block_k, "block_k")
+    block_q, block_k = _validate.positive_int(block_q, "block_q"), _validate.positive_int(block_k, "block_k")
     scale = _scale(scale, q.shape[-1])
     L, S = q.shape[-2], k.shape[-2]
     out = torch.empty(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device)  # (..., L, d_v)
@@ -159,7 +142,7 @@ def flash_attention_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.T
         -> dq: (..., L, d_k); dk: (..., S, d_k); dv: (..., S, d_v)
     """
     _check_qkv(q, k, v)
-    block_q, block_k = _block_size(block_q, "block_q"), _block_size(block_k, "block_k")
+    block_q, block_k = _validate.positive_int(block_q, "block_q"), _validate.positive_int(block_k, "block_k")
     scale = _scale(scale, q.shape[-1])
     L, S = q.shape[-2], k.shape[-2]
     dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
@@ -223,7 +206,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, is_cau
     _check_qkv(q, k, v)
     if not isinstance(is_causal, bool):
         raise TypeError(f"expected is_causal to be a bool, got {type(is_causal).__name__}")
-    _block_size(block_q, "block_q")
-    _block_size(block_k, "block_k")
+    _validate.positive_int(block_q, "block_q")
+    _validate.positive_int(block_k, "block_k")
     scale = _scale(scale, q.shape[-1])
     return FlashAttentionFunction.apply(q, k, v, is_causal, scale, block_q, block_k)
