@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from attnbook import _validate
-from attnbook.attention import key_padding_mask
+from attnbook.masks import padding_mask as key_padding_mask
 from attnbook.transformer import BlockConfig, DecoderBlock, EncoderBlock, LayerNorm
 
 __all__ = ["CrossModalConfig", "CrossModalTranscriber", "digit_strips", "attention_by_region"]

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from attnbook import _validate, attention
+from attnbook import _validate
 
 __all__ = ["online_softmax", "flash_attention", "flash_attention_forward", "flash_attention_backward",
            "FlashAttentionFunction"]
@@ -59,7 +59,7 @@ def online_softmax(x: torch.Tensor, block_size: int = 4) -> tuple[torch.Tensor, 
 
 def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     """The package's q/k/v check, then what tiled kernels add: one dtype, equal (not broadcast) leading dims."""
-    attention._check_qkv(q, k, v)
+    _validate.attention_inputs(q, k, v)
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"expected query, key and value of one dtype, got {q.dtype}, {k.dtype} and {v.dtype}")
     if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):

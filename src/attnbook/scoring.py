@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from attnbook import _validate
-from attnbook.attention import key_padding_mask
+from attnbook import masks
 
 __all__ = ["AdditiveScore", "MultiplicativeScore", "masked_softmax", "attend", "padding_mask"]
 
@@ -102,7 +102,7 @@ class MultiplicativeScore(nn.Module):
 def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     """Boolean mask, True where a position is real (may be attended), False on padding.
 
-    The package's one key-padding mask (:func:`attnbook.attention.key_padding_mask`)
+    The package's one key-padding mask (:func:`attnbook.masks.padding_mask`)
     without its query axis, for the scores of one query per sequence, (B, S).
 
     Shape:
@@ -110,7 +110,7 @@ def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Ten
     """
     if max_len is not None:
         _validate.positive_int(max_len, "max_len")
-    return key_padding_mask(lengths, max_len)[:, 0]  # (B, 1, S) -> (B, S)
+    return masks.padding_mask(lengths, max_len)[:, 0]  # (B, 1, S) -> (B, S)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
