@@ -121,3 +121,25 @@ def test_exercise_not_done_is_reported() -> None:
         raise NotImplementedError
     with pytest.raises(check.CheckFailed, match="(?i)not"):
         ch07.check_rollout(todo)
+
+
+def test_vit_is_built_from_the_one_block_and_fused_attention_agrees() -> None:
+    from attnbook.layers import Block
+
+    torch.manual_seed(0)
+    scratch = ViT(small_config())
+    assert all(type(b) is Block for b in scratch.blocks)
+    fused = ViT(ViTConfig(image_size=8, patch_size=4, d_model=16, num_heads=2, num_layers=2, num_classes=3,
+                          attention="fused"))
+    fused.load_state_dict(scratch.state_dict())
+    x = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(fused(x), scratch(x), atol=1e-5, rtol=1e-5)
+    logits, weights = fused(x, need_weights=True)  # weights asked: the scratch path
+    torch.testing.assert_close(logits, scratch(x), atol=1e-5, rtol=1e-5)
+    assert len(weights) == 2 and weights[0].shape == (4, 2, 5, 5)
+    with pytest.raises(TypeError, match="need_weights to be a bool"):
+        scratch(x, need_weights=1)
+    with pytest.raises(ValueError, match=r"expected dropout in \[0, 1\)"):
+        ViTConfig(dropout=1.5)
+    with pytest.raises(ValueError, match="attention to be one of"):
+        ViTConfig(attention="flash")
