@@ -41,7 +41,7 @@ from torch import nn
 
 from attnbook import _validate
 from attnbook.ssm_scan import discretize, selective_scan, selective_scan_reference
-from attnbook.transformer import LayerNorm
+from attnbook.layers import Block, BlockConfig, LayerNorm
 
 __all__ = ["discretize", "selective_scan_reference", "selective_scan", "MambaConfig", "MambaBlock",
            "MambaLMConfig", "MambaLM"]
@@ -216,7 +216,10 @@ class MambaLMConfig:
 class MambaLM(nn.Module):
     """A stack of pre-LN Mamba blocks with token embeddings and a read-out, like :class:`attnbook.gpt.GPT`.
 
-    No position embeddings: the recurrence itself knows the order. Any length works.
+    Each layer is the package's one residual block (:class:`attnbook.layers.Block`) with a
+    :class:`MambaBlock` as its mixer in place of self-attention and no feed-forward
+    sub-layer: ``x = x + Mamba(LN(x))``. No position embeddings: the recurrence itself
+    knows the order. Any length works.
 
     Shape:
         ids: (B, T) token ids -> logits: (B, T, vocab_size); with ``need_delta=True`` also a
@@ -229,8 +232,8 @@ class MambaLM(nn.Module):
             raise TypeError(f"expected a MambaLMConfig, got {type(config).__name__}")
         self.config = c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
-        self.norms = nn.ModuleList(LayerNorm(c.d_model) for _ in range(c.num_layers))
-        self.blocks = nn.ModuleList(MambaBlock(c.block()) for _ in range(c.num_layers))
+        residual = BlockConfig(c.d_model, num_heads=1, d_ff=0, norm_first=True)  # the mixer replaces attention
+        self.blocks = nn.ModuleList(Block(residual, mixer=MambaBlock(c.block())) for _ in range(c.num_layers))
         self.final_norm = LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
 
@@ -239,14 +242,16 @@ class MambaLM(nn.Module):
         _validate.tensor(ids, "ids", ndim=2, integer=True)
         if ids.shape[1] < 1:
             raise ValueError(f"expected at least one token, got shape {tuple(ids.shape)}")
-        if int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size:
-            raise ValueError(f"expected token ids in [0, {self.config.vocab_size}), got values from "
-                             f"{int(ids.min())} to {int(ids.max())}")
+        _validate.token_ids(ids, self.config.vocab_size, "token ids")
+        if not isinstance(need_delta, bool):
+            raise TypeError(f"expected need_delta to be a bool, got {type(need_delta).__name__}")
         x = self.token_embedding(ids)  # (B, T, d_model)
         deltas = []
-        for norm, block in zip(self.norms, self.blocks):
-            out, delta = block(norm(x), need_delta=True, scan=scan)
-            x = x + out  # (B, T, d_model)
-            deltas.append(delta)
+        for block in self.blocks:  # x = x + Mamba(LN(x))
+            if need_delta:
+                x, delta = block(x, need_weights=True, mixer_options={"need_delta": True, "scan": scan})
+                deltas.append(delta)  # (B, T, d_inner)
+            else:
+                x = block(x, mixer_options={"scan": scan})  # (B, T, d_model)
         logits = self.head(self.final_norm(x))  # (B, T, vocab_size)
         return (logits, deltas) if need_delta else logits
