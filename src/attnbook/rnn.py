@@ -110,9 +110,7 @@ class Seq2Seq(nn.Module):
     def _check(self, src: torch.Tensor, src_len: torch.Tensor) -> None:
         _validate.tensor(src, "src", ndim=2, integer=True)
         _validate.lengths(src_len, src.shape[0], src.shape[1], "src_len")
-        if src.numel() and (int(src.min()) < 0 or int(src.max()) >= self.config.src_vocab):
-            raise ValueError(f"expected source ids in [0, {self.config.src_vocab}), got values from "
-                             f"{int(src.min())} to {int(src.max())}")
+        _validate.token_ids(src, self.config.src_vocab, "source ids")  # checked on the CPU only: no device sync
 
     def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the encoder once; what every decoder step needs."""
