@@ -199,8 +199,9 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, is_cau
     """Exact attention ``softmax(Q K^T * scale) V`` computed tile by tile, differentiable.
 
     Equal to :func:`attnbook.attention.scaled_dot_product_attention` (and to PyTorch's
-    ``scaled_dot_product_attention`` with the same causal mask) up to float rounding, for any lengths (not only multiples of the blocks). The
-    backward pass recomputes the probabilities (:func:`flash_attention_backward`).
+    ``scaled_dot_product_attention`` with the same causal mask) up to float rounding, for
+    any lengths (not only multiples of the blocks). The backward pass recomputes the
+    probabilities (:func:`flash_attention_backward`).
     Attention weights are never formed, so there are none to return.
 
     Args:
