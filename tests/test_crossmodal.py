@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from attnbook.alignment import alignment_path, monotonic_share, tone_sequences
-from attnbook.crossmodal import CrossModalConfig, CrossModalTranscriber, attention_by_region, digit_strips
+from attnbook.crossmodal import (CrossModalConfig, CrossModalTranscriber, FeatureEmbedding, attention_by_region,
+                                 digit_strips)
+from attnbook.transformer import EncoderDecoderTransformer, TransformerConfig
 
 
 def _model(**kwargs):
@@ -17,21 +19,36 @@ def _model(**kwargs):
 def test_shapes_and_cross_attention_weights():
     model = _model(num_decoder_layers=2)
     feats, tgt = torch.randn(3, 7, 5), torch.randint(0, 9, (3, 4))
-    logits, weights = model(feats, tgt, need_weights=True)
-    assert logits.shape == (3, 4, 9) and len(weights) == 2 and weights[0].shape == (3, 2, 4, 7)
-    torch.testing.assert_close(weights[-1].sum(-1), torch.ones(3, 2, 4))
-    torch.testing.assert_close(model(feats, tgt), logits)
+    logits, weights = model(feats, None, tgt, need_weights=True)
+    assert logits.shape == (3, 4, 9) and weights.shape == (3, 2, 4, 7)  # the last decoder block's
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, 4))
+    torch.testing.assert_close(model(feats, None, tgt), logits)
+
+
+def test_it_is_the_one_encoder_decoder_with_a_feature_embedding():
+    from attnbook.layers import Block
+
+    model = _model()
+    assert isinstance(model, EncoderDecoderTransformer) and isinstance(model.src_embed, FeatureEmbedding)
+    assert all(type(b) is Block for b in [*model.encoder, *model.decoder])
+    assert model.config.tgt_vocab == 9 and model.modal_config.input_dim == 5
+    # the same as building the transformer by hand with that source embedding
+    torch.manual_seed(0)
+    by_hand = EncoderDecoderTransformer(TransformerConfig(None, 9, 16, 2, 1, 1, norm_first=True, max_len=6),
+                                        source_embedding=FeatureEmbedding(5, 10, 16))
+    feats, tgt = torch.randn(2, 7, 5), torch.randint(0, 9, (2, 4))
+    torch.testing.assert_close(by_hand(feats, None, tgt), model(feats, None, tgt))
 
 
 def test_padded_inputs_get_no_attention_and_do_not_matter():
     model = _model()
     feats, tgt = torch.randn(2, 7, 5), torch.randint(0, 9, (2, 3))
     lengths = torch.tensor([7, 4])
-    logits, weights = model(feats, tgt, lengths, need_weights=True)
-    assert float(weights[-1][1, :, :, 4:].detach().abs().max()) == 0.0
+    logits, weights = model(feats, lengths, tgt, need_weights=True)
+    assert float(weights[1, :, :, 4:].detach().abs().max()) == 0.0
     changed = feats.clone()
     changed[1, 4:] = 100.0
-    torch.testing.assert_close(model(changed, tgt, lengths)[1], logits[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(changed, lengths, tgt)[1], logits[1], atol=1e-5, rtol=1e-5)
 
 
 def test_decoder_is_causal():
@@ -40,21 +57,34 @@ def test_decoder_is_causal():
     changed = tgt.clone()
     changed[0, 3:] = (changed[0, 3:] + 1) % 9
     with torch.no_grad():
-        a, b = model(feats, tgt), model(feats, changed)
+        a, b = model(feats, None, tgt), model(feats, None, changed)
     torch.testing.assert_close(a[:, :3], b[:, :3])
 
 
 def test_greedy_decode_matches_teacher_forcing_on_its_own_output():
     model = _model()
-    feats = torch.randn(4, 6, 5)
-    tokens, weights = model.greedy_decode(feats, sos_id=1, eos_id=2, max_new_tokens=5, need_weights=True)
+    feats, lengths = torch.randn(4, 6, 5), torch.tensor([6, 3, 5, 6])
+    tokens, weights = model.greedy_decode(feats, lengths, 5)
     assert tokens.shape == (4, 5) and weights.shape == (4, 2, 5, 6)
-    raw = torch.cat([torch.ones(4, 1, dtype=torch.long), tokens], 1)[:, :-1]
-    first = model(feats, raw[:, :1]).argmax(-1)[:, 0]
-    assert torch.equal(first, tokens[:, 0]) or bool((tokens[:, 0] == 0).any())
+    tf_in = torch.cat([torch.ones(4, 1, dtype=torch.long), tokens[:, :-1]], 1)  # <sos> + its own output
+    with torch.no_grad():
+        logits, tf_weights = model(feats, lengths, tf_in, need_weights=True)
+    is_eos = (tokens == 2).long()
+    before_end = is_eos.cumsum(1) - is_eos == 0  # up to and including the first <eos>
+    assert torch.equal(logits.argmax(-1)[before_end], tokens[before_end])
+    torch.testing.assert_close(weights[:, :, :1], tf_weights[:, :, :1])
+    assert float(weights[1, :, :, 3:].abs().max()) == 0.0  # padded inputs get no attention
     for row in tokens.tolist():  # nothing but padding after the first <eos>
         if 2 in row:
             assert all(t == 0 for t in row[row.index(2) + 1:])
+
+
+def test_decode_takes_tgt_in_then_memory_like_the_transformer():
+    model = _model()
+    feats, tgt = torch.randn(2, 6, 5), torch.randint(0, 9, (2, 3))
+    memory, mask = model.encode(feats)
+    assert mask is None and memory.shape == (2, 6, 16)
+    torch.testing.assert_close(model.decode(tgt, memory, mask), model(feats, None, tgt))
 
 
 def test_digit_strips_and_regions():
@@ -100,17 +130,25 @@ def test_monotonic_share_and_path():
 def test_bad_inputs_raise_clear_errors():
     model = _model()
     with pytest.raises(ValueError, match="expected features of width input_dim=5"):
-        model(torch.randn(1, 3, 4), torch.zeros(1, 2, dtype=torch.long))
+        model(torch.randn(1, 3, 4), None, torch.zeros(1, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="expected between 1 and max_inputs=10"):
-        model(torch.randn(1, 11, 5), torch.zeros(1, 2, dtype=torch.long))
-    with pytest.raises(ValueError, match="expected between 1 and max_len=6"):
-        model(torch.randn(1, 3, 5), torch.zeros(1, 7, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"expected token ids in \[0, 9\)"):
-        model(torch.randn(1, 3, 5), torch.tensor([[1, 9]]))
+        model(torch.randn(1, 11, 5), None, torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="expected sequences of at most max_len=6"):
+        model(torch.randn(1, 3, 5), None, torch.zeros(1, 7, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"expected tgt_in in \[0, 9\)"):
+        model(torch.randn(1, 3, 5), None, torch.tensor([[1, 9]]))
     with pytest.raises(TypeError, match="expected tgt_in to be an integer tensor"):
-        model(torch.randn(1, 3, 5), torch.zeros(1, 2))
-    with pytest.raises(ValueError, match="expected max_new_tokens <= max_len=6"):
-        model.greedy_decode(torch.randn(1, 3, 5), sos_id=1, eos_id=2, max_new_tokens=7)
+        model(torch.randn(1, 3, 5), None, torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="expected max_len <= the model's max_len=6"):
+        model.greedy_decode(torch.randn(1, 3, 5), None, 7)
+    with pytest.raises(ValueError, match=r"expected eos_id in \[0, 9\)"):
+        model.greedy_decode(torch.randn(1, 3, 5), None, 4, eos_id=9)
+    with pytest.raises(ValueError, match=r"src_len in \[1, 3\]"):
+        model.greedy_decode(torch.randn(2, 3, 5), torch.tensor([3, 4]), 4)
+    with pytest.raises(ValueError, match="expected vocab_size to be positive"):
+        CrossModalConfig(input_dim=5, max_inputs=10, vocab_size=0, max_len=6)
+    with pytest.raises(ValueError, match="attention to be one of"):
+        CrossModalConfig(input_dim=5, max_inputs=10, vocab_size=9, max_len=6, attention="flash")
     with pytest.raises(TypeError, match="expected a CrossModalConfig"):
         CrossModalTranscriber(object())
     with pytest.raises(ValueError, match="expected one label per image"):

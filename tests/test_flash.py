@@ -10,6 +10,17 @@ from attnbook.attention import scaled_dot_product_attention
 from attnbook.flash import flash_attention, flash_attention_backward, flash_attention_forward, online_softmax
 
 
+def _causal(L, S):
+    """The package's causal convention, written out: query i sees keys 0 .. i + (S - L) (bottom right)."""
+    return torch.ones(L, S, dtype=torch.bool).tril(S - L)
+
+
+def _torch(q, k, v, causal, **kwargs):
+    """PyTorch's fused attention with the bottom-right causal mask (its own is_causal is top-left)."""
+    mask = _causal(q.shape[-2], k.shape[-2]) if causal else None
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kwargs)
+
+
 def _qkv(B, H, L, S, d, dv, seed=0, dtype=torch.float32, grad=False):
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(B, H, L, d, generator=g, dtype=dtype)
@@ -25,7 +36,7 @@ def _qkv(B, H, L, S, d, dv, seed=0, dtype=torch.float32, grad=False):
 def test_equals_pytorch_fused_attention_on_random_shapes(B, H, L, S, d, dv, block_q, block_k, causal, seed):
     q, k, v = _qkv(B, H, L, S, d, dv, seed)
     out = flash_attention(q, k, v, is_causal=causal, block_q=block_q, block_k=block_k)
-    expected = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    expected = _torch(q, k, v, causal)
     torch.testing.assert_close(out, expected, atol=2e-6, rtol=1e-5)
 
 
@@ -35,8 +46,8 @@ def test_equals_pytorch_fused_attention_on_random_shapes(B, H, L, S, d, dv, bloc
 def test_causal_and_lengths_not_divisible_by_the_blocks(causal, L, S, block_q, block_k):
     q, k, v = _qkv(2, 3, L, S, 16, 8, seed=L + S)
     out = flash_attention(q, k, v, is_causal=causal, block_q=block_q, block_k=block_k)
-    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=causal), atol=2e-6, rtol=1e-5)
-    ref, _ = scaled_dot_product_attention(q, k, v, is_causal=causal)  # the book's own reference
+    torch.testing.assert_close(out, _torch(q, k, v, causal), atol=2e-6, rtol=1e-5)
+    ref, _ = scaled_dot_product_attention(q, k, v, _causal(L, S) if causal else None)  # the book's own reference
     torch.testing.assert_close(out, ref, atol=2e-6, rtol=1e-5)
 
 
@@ -61,9 +72,22 @@ def test_gradients_match_autograd_through_plain_attention(causal, L, S):
     q, k, v = _qkv(2, 2, L, S, 8, 5, seed=7, dtype=torch.float64, grad=True)
     grad_out = torch.randn(2, 2, L, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
     ours = torch.autograd.grad(flash_attention(q, k, v, is_causal=causal, block_q=8, block_k=16), (q, k, v), grad_out)
-    ref = torch.autograd.grad(F.scaled_dot_product_attention(q, k, v, is_causal=causal), (q, k, v), grad_out)
+    ref = torch.autograd.grad(_torch(q, k, v, causal), (q, k, v), grad_out)
     for name, a, b in zip("qkv", ours, ref):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8, msg=lambda m: f"d{name}: {m}")
+
+
+def test_causal_is_bottom_right_and_queries_without_keys_get_zero():
+    q, k, v = _qkv(1, 2, 7, 4, 3, 2, seed=5, dtype=torch.float64, grad=True)
+    out, lse = flash_attention_forward(q, k, v, is_causal=True, block_q=2, block_k=3)
+    assert float(out[..., :3, :].detach().abs().max()) == 0.0 and torch.isinf(lse[..., :3]).all()  # 7 - 4 = 3 see nothing
+    torch.testing.assert_close(out[..., 3:, :], F.scaled_dot_product_attention(q[..., 3:, :], k, v, is_causal=True))
+    grads = torch.autograd.grad(flash_attention(q, k, v, is_causal=True, block_q=2, block_k=3).sum(), (q, k, v))
+    assert all(torch.isfinite(g).all() for g in grads) and float(grads[0][..., :3, :].abs().max()) == 0.0
+    # a KV cache: 1 new query after 5 cached keys sees all 6, as the last row of the full causal attention
+    q, k, v = _qkv(1, 1, 6, 6, 4, 3, seed=6)
+    full = flash_attention(q, k, v, is_causal=True, block_q=4, block_k=4)
+    torch.testing.assert_close(flash_attention(q[..., 5:, :], k, v, is_causal=True), full[..., 5:, :])
 
 
 def test_gradcheck():
@@ -105,11 +129,11 @@ def test_online_softmax_matches_softmax_and_tracks_the_running_max():
 @pytest.mark.parametrize("bad", [0, -3])
 def test_bad_block_sizes_raise_value_error(bad):
     q, k, v = _qkv(1, 1, 4, 4, 2, 2)
-    with pytest.raises(ValueError, match="expected block_q to be a positive"):
+    with pytest.raises(ValueError, match="expected block_q to be positive"):
         flash_attention(q, k, v, block_q=bad)
-    with pytest.raises(ValueError, match="expected block_k to be a positive"):
+    with pytest.raises(ValueError, match="expected block_k to be positive"):
         flash_attention(q, k, v, block_k=bad)
-    with pytest.raises(ValueError, match="expected block_size to be a positive"):
+    with pytest.raises(ValueError, match="expected block_size to be positive"):
         online_softmax(torch.randn(4), bad)
 
 
@@ -122,9 +146,9 @@ def test_block_sizes_of_the_wrong_type_raise_type_error(bad):
 
 def test_bad_shapes_and_types_raise_clear_errors():
     q, k, v = _qkv(2, 1, 5, 6, 4, 3)
-    with pytest.raises(ValueError, match="same last dimension d_k"):
+    with pytest.raises(ValueError, match="same width d_k"):
         flash_attention(q, k[..., :3], v)
-    with pytest.raises(ValueError, match="same shape up to the last dimension"):
+    with pytest.raises(ValueError, match="key and value of the same length"):
         flash_attention(q, k, v[..., :5, :])
     with pytest.raises(ValueError, match="same leading"):
         flash_attention(q, k[:1], v[:1])
@@ -140,3 +164,5 @@ def test_bad_shapes_and_types_raise_clear_errors():
         flash_attention(q, k, v, is_causal=1)
     with pytest.raises(ValueError, match="non-empty"):
         online_softmax(torch.zeros(0))
+    with pytest.raises(ValueError, match="at least one query and one key"):
+        flash_attention(q[..., :0, :], k, v)

@@ -102,6 +102,8 @@ def test_bad_inputs(small_task):
         model(bad_ids, batch.src_len, batch.tgt_in)
     with pytest.raises(ValueError, match="tgt_in with batch size 3, got 2"):
         model(batch.src, batch.src_len, batch.tgt_in[:2])
+    with pytest.raises(ValueError, match=r"expected eos_id in \[0, "):
+        model.greedy_decode(batch.src, batch.src_len, 3, eos_id=-1)
     with pytest.raises(ValueError, match="no attention"):
         make(small_task, "none")(batch.src, batch.src_len, batch.tgt_in, need_weights=True)
     with pytest.raises(TypeError, match="nn.Module"):

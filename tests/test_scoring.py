@@ -84,3 +84,25 @@ def test_bad_inputs():
         attend(torch.ones(1, 3), torch.ones(1, 4, 2))
     with pytest.raises(TypeError, match="torch.Tensor"):
         attend([[1.0]], torch.ones(1, 1, 2))
+
+
+def test_padding_mask_is_the_key_padding_mask_without_its_query_axis():
+    from attnbook.attention import key_padding_mask
+
+    lens = torch.tensor([3, 1, 5])
+    expected = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    assert torch.equal(padding_mask(lens, 6), expected)
+    assert torch.equal(padding_mask(lens, 6), key_padding_mask(lens, 6)[:, 0])
+    assert padding_mask(lens).shape == (3, 5)
+    with pytest.raises(ValueError, match="expected max_len to be positive, got 0"):
+        padding_mask(lens, 0)
+
+
+def test_masked_softmax_equals_the_weights_of_scaled_dot_product_attention():
+    from attnbook.attention import scaled_dot_product_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 1, 4, generator=g), torch.randn(2, 5, 4, generator=g)
+    mask = padding_mask(torch.tensor([2, 5]), 5)  # (B, S)
+    _, w = scaled_dot_product_attention(q, k, k, mask[:, None, :], scale=1.0)  # (B, 1, S)
+    torch.testing.assert_close(masked_softmax((q @ k.transpose(1, 2))[:, 0], mask), w[:, 0])

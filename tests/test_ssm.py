@@ -98,7 +98,7 @@ def test_lm_shapes_any_length_and_backward():
         logits, deltas = model(ids, need_delta=True)
         assert logits.shape == (3, T, 7) and len(deltas) == 2 and deltas[0].shape == (3, T, 32)
     logits.sum().backward()
-    assert model.blocks[0].A_log.grad is not None and model.blocks[1].dt_proj.bias.grad is not None
+    assert model.blocks[0].mixer.A_log.grad is not None and model.blocks[1].mixer.dt_proj.bias.grad is not None
 
 
 def test_initial_delta_is_in_the_configured_range():
@@ -137,3 +137,28 @@ def test_bad_inputs_raise_clear_errors():
         MambaLM(MambaConfig(d_model=8))
     with pytest.raises(ValueError, match=r"expected token ids in \[0, 5\)"):
         MambaLM(MambaLMConfig(vocab_size=5, d_model=8))(torch.tensor([[1, 5]]))
+
+
+def test_mamba_lm_layers_are_the_one_block_with_the_mamba_mixer():
+    from attnbook.layers import Block
+
+    torch.manual_seed(0)
+    model = MambaLM(MambaLMConfig(vocab_size=7, d_model=16, num_layers=2, d_state=4, chunk_size=4))
+    assert all(type(b) is Block and isinstance(b.mixer, MambaBlock) and b.feed_forward is None
+               for b in model.blocks)
+    ids = torch.randint(0, 7, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        x, deltas = model.token_embedding(ids), []
+        for b in model.blocks:  # the residual loop written out: x = x + Mamba(LN(x))
+            out, delta = b.mixer(b.norm1(x), need_delta=True)
+            x, deltas = x + out, deltas + [delta]
+        expected = model.head(model.final_norm(x))
+        logits, got_deltas = model(ids, need_delta=True)
+    torch.testing.assert_close(logits, expected)
+    torch.testing.assert_close(model(ids), expected)
+    torch.testing.assert_close(model(ids, scan="reference"), expected, atol=1e-5, rtol=1e-5)
+    assert len(got_deltas) == 2 and all(torch.equal(a, b) for a, b in zip(got_deltas, deltas))
+    with pytest.raises(TypeError, match="need_delta to be a bool"):
+        model(ids, need_delta=1)
+    with pytest.raises(ValueError, match="expected scan 'chunked' or 'reference'"):
+        model(ids, scan="fast")

@@ -93,31 +93,6 @@ def test_config_errors() -> None:
         ViT("not a config")
 
 
-def test_rollout_rows_sum_to_one_and_manual() -> None:
-    g = torch.Generator().manual_seed(0)
-    weights = [torch.softmax(torch.randn(2, 3, 5, 5, generator=g), dim=-1) for _ in range(3)]
-    r = attention_rollout(weights)
-    assert r.shape == (2, 5, 5)
-    torch.testing.assert_close(r.sum(-1), torch.ones(2, 5))
-    eye = torch.eye(5)
-    a = [(w.mean(1) + eye) / (w.mean(1) + eye).sum(-1, keepdim=True) for w in weights]
-    torch.testing.assert_close(r, a[2] @ a[1] @ a[0])
-
-
-def test_rollout_of_identity_attention_is_identity() -> None:
-    w = torch.eye(4).expand(1, 2, 4, 4)
-    torch.testing.assert_close(attention_rollout([w, w]), torch.eye(4).expand(1, 4, 4))
-
-
-def test_rollout_errors() -> None:
-    with pytest.raises(ValueError, match="expected a non-empty list"):
-        attention_rollout([])
-    with pytest.raises(ValueError, match="expected square"):
-        attention_rollout([torch.rand(1, 2, 3, 4)])
-    with pytest.raises(ValueError, match="expected every layer"):
-        attention_rollout([torch.rand(1, 2, 3, 3), torch.rand(1, 2, 4, 4)])
-
-
 def test_rollout_on_model_rows_sum_to_one() -> None:
     torch.manual_seed(0)
     _, weights = ViT(small_config())(torch.randn(3, 1, 8, 8), need_weights=True)
@@ -146,3 +121,25 @@ def test_exercise_not_done_is_reported() -> None:
         raise NotImplementedError
     with pytest.raises(check.CheckFailed, match="(?i)not"):
         ch07.check_rollout(todo)
+
+
+def test_vit_is_built_from_the_one_block_and_fused_attention_agrees() -> None:
+    from attnbook.layers import Block
+
+    torch.manual_seed(0)
+    scratch = ViT(small_config())
+    assert all(type(b) is Block for b in scratch.blocks)
+    fused = ViT(ViTConfig(image_size=8, patch_size=4, d_model=16, num_heads=2, num_layers=2, num_classes=3,
+                          attention="fused"))
+    fused.load_state_dict(scratch.state_dict())
+    x = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(fused(x), scratch(x), atol=1e-5, rtol=1e-5)
+    logits, weights = fused(x, need_weights=True)  # weights asked: the scratch path
+    torch.testing.assert_close(logits, scratch(x), atol=1e-5, rtol=1e-5)
+    assert len(weights) == 2 and weights[0].shape == (4, 2, 5, 5)
+    with pytest.raises(TypeError, match="need_weights to be a bool"):
+        scratch(x, need_weights=1)
+    with pytest.raises(ValueError, match=r"expected dropout in \[0, 1\)"):
+        ViTConfig(dropout=1.5)
+    with pytest.raises(ValueError, match="attention to be one of"):
+        ViTConfig(attention="flash")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from attnbook import _validate
+from attnbook.scoring import padding_mask
 
 __all__ = ["ToneBatch", "tone_sequences", "alignment_path", "monotonic_share"]
 
@@ -77,7 +78,7 @@ def tone_sequences(count: int, *, num_classes: int = 6, min_labels: int = 3, max
     durations = torch.randint(min_frames, max_frames + 1, (count, K), generator=g)  # (B, K)
     phase = 2 * torch.pi * torch.rand(count, K, generator=g)  # (B, K)
     loudness = 0.5 + torch.rand(count, K, generator=g)  # (B, K)
-    real_label = torch.arange(K)[None, :] < n_labels[:, None]  # (B, K)
+    real_label = padding_mask(n_labels, K)  # (B, K): True on each sequence's labels
     durations = durations * real_label  # padding segments last zero frames
     ends = durations.cumsum(1)  # (B, K)
     starts = ends - durations
@@ -88,7 +89,7 @@ def tone_sequences(count: int, *, num_classes: int = 6, min_labels: int = 3, max
     offset = sample[None, :] - starts.gather(1, segment) * frame_size  # (B, S): samples since the segment began
     wave = loudness.gather(1, segment) * torch.sin(2 * torch.pi * (k + 1) * offset / frame_size
                                                    + phase.gather(1, segment))  # (B, S)
-    real = (sample[None, :] < (lengths * frame_size)[:, None]).float()  # (B, S)
+    real = padding_mask(lengths * frame_size, sample.shape[0]).float()  # (B, S): 1 on the signal, 0 after
     wave = (wave + noise * torch.randn(wave.shape, generator=g)) * real
     frames = torch.fft.rfft(wave.view(count, T_max, frame_size), dim=-1).abs()  # (B, T_max, frame_size // 2 + 1)
     frames = frames / frame_size * 2  # a full-loudness tone gives about 1 in its bin

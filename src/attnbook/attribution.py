@@ -92,26 +92,48 @@ def attention_received(attentions: torch.Tensor, layer: int = -1) -> torch.Tenso
     return attentions[layer].mean(dim=0).mean(dim=0)  # heads, then queries -> (T,)
 
 
-def attention_rollout(attentions: torch.Tensor) -> torch.Tensor:
+def attention_rollout(weights: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Attention rollout (Abnar and Zuidema, 2020): how much each output position draws on each input token.
 
-    Per layer, average the heads, add the residual path ($0.5 A + 0.5 I$), renormalise
-    the rows, and multiply the layers' matrices, first layer rightmost.
+    Per layer, average the heads, add the residual path (the identity: ``A + I``, which
+    after renormalising is the paper's ``0.5 A + 0.5 I``), renormalise the rows to sum to
+    one; then multiply the layers' matrices, first layer rightmost.
+
+    Args:
+        weights: one attention tensor per layer, first layer first: a list or tuple of
+            (..., heads, T, T) tensors (as :class:`~attnbook.vit.ViT` returns), or one
+            tensor with the layers stacked on its first axis, (layers, ..., heads, T, T)
+            (as a Hugging Face model's ``torch.stack(outputs.attentions)``, batch removed).
 
     Shape:
-        attentions (layers, heads, T, T) -> (T, T), each row sums to 1
+        list of (..., heads, T, T) or (layers, ..., heads, T, T) -> (..., T, T), every row summing to one;
+        e.g. a list of (B, heads, T, T) -> (B, T, T), and (layers, heads, T, T) -> (T, T)
     """
-    _validate.tensor(attentions, "attentions", ndim=4, floating=True)
-    T = attentions.shape[-1]
-    if attentions.shape[-2] != T:
-        raise ValueError(f"expected square (T, T) attention matrices, got {tuple(attentions.shape[-2:])}")
-    eye = torch.eye(T, dtype=attentions.dtype, device=attentions.device)
-    rollout = eye
-    for layer in attentions:  # (heads, T, T)
-        a = 0.5 * layer.mean(dim=0) + 0.5 * eye  # (T, T)
+    if isinstance(weights, torch.Tensor):
+        _validate.tensor(weights, "weights", floating=True)
+        if weights.dim() < 4:
+            raise ValueError(f"expected stacked attention of shape (layers, ..., heads, T, T) with at least 4 "
+                             f"dimensions, got shape {tuple(weights.shape)}")
+        layers = list(weights.unbind(0))
+    elif isinstance(weights, (list, tuple)):
+        if not weights:
+            raise ValueError("expected a non-empty list of attention tensors, one per layer, got one of length 0")
+        layers = list(weights)
+    else:
+        raise TypeError(f"expected a list of attention tensors or one stacked tensor, got {type(weights).__name__}")
+    result = None
+    for i, w in enumerate(layers):
+        _validate.tensor(w, f"the attention of layer {i}", floating=True)
+        if w.dim() < 3 or w.shape[-1] != w.shape[-2]:
+            raise ValueError(f"expected square (..., heads, T, T) attention in layer {i}, got shape {tuple(w.shape)}")
+        a = w.mean(dim=-3)  # (..., T, T): heads averaged
+        a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)  # the residual path
         a = a / a.sum(dim=-1, keepdim=True)
-        rollout = a @ rollout
-    return rollout
+        if result is not None and result.shape != a.shape:
+            raise ValueError(f"expected every layer's attention of shape {tuple(layers[0].shape)}, got "
+                             f"{tuple(w.shape)} in layer {i}")
+        result = a if result is None else a @ result  # later layers on the left
+    return result
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:

@@ -2,12 +2,14 @@
 
 The encoder does not care what its input elements are: flattened image patches
 (chapter 7's :func:`~attnbook.vit.patchify`), frames of an audio signal, or any other
-sequence of feature vectors. Each is mapped linearly to ``d_model``, learned position
-embeddings are added, and chapter 6's encoder blocks process them. The decoder is
-chapter 6's: causal self-attention over the tokens written so far, then
-**cross-attention** whose queries are the tokens and whose keys and values are the
-encoder's output, then a feed-forward layer. The cross-attention weights say which
-input elements (image regions, audio frames) each written token read.
+sequence of feature vectors. :class:`FeatureEmbedding` maps each linearly to ``d_model``
+and adds learned position embeddings; the rest is the package's one encoder-decoder,
+:class:`~attnbook.transformer.EncoderDecoderTransformer` (chapter 6), with that source
+embedding: encoder blocks over the inputs, then decoder blocks with causal
+self-attention over the tokens written so far and **cross-attention** whose queries are
+the tokens and whose keys and values are the encoder's output. The cross-attention
+weights say which input elements (image regions, audio frames) each written token read.
+:class:`CrossModalTranscriber` is that model configured by a :class:`CrossModalConfig`.
 
 Also here: :func:`digit_strips`, which puts several handwritten digits side by side
 (the input of an image-to-text task), and :func:`attention_by_region`, which sums
@@ -22,9 +24,38 @@ import torch
 from torch import nn
 
 from attnbook import _validate
-from attnbook.transformer import BlockConfig, DecoderBlock, EncoderBlock, LayerNorm
+from attnbook.attention import ATTENTION_KINDS
+from attnbook.transformer import EncoderDecoderTransformer, TransformerConfig
 
-__all__ = ["CrossModalConfig", "CrossModalTranscriber", "digit_strips", "attention_by_region"]
+__all__ = ["FeatureEmbedding", "CrossModalConfig", "CrossModalTranscriber", "digit_strips", "attention_by_region"]
+
+
+class FeatureEmbedding(nn.Module):
+    """A sequence of feature vectors to ``d_model`` tokens: one linear map, plus learned positions.
+
+    The source embedding of :class:`CrossModalTranscriber` (pass it as ``source_embedding=``
+    to :class:`~attnbook.transformer.EncoderDecoderTransformer` for any other model).
+
+    Shape:
+        features: (B, S, input_dim), 1 <= S <= max_inputs -> (B, S, d_model)
+    """
+
+    def __init__(self, input_dim: int, max_inputs: int, d_model: int):
+        super().__init__()
+        self.input_dim = _validate.positive_int(input_dim, "input_dim")
+        self.max_inputs = _validate.positive_int(max_inputs, "max_inputs")
+        self.proj = nn.Linear(input_dim, _validate.positive_int(d_model, "d_model"))
+        self.pos = nn.Parameter(0.02 * torch.randn(max_inputs, d_model))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        _validate.tensor(features, "features", ndim=3, floating=True)
+        S, F = features.shape[1:]
+        if F != self.input_dim:
+            raise ValueError(f"expected features of width input_dim={self.input_dim}, got shape "
+                             f"{tuple(features.shape)}")
+        if not 1 <= S <= self.max_inputs:
+            raise ValueError(f"expected between 1 and max_inputs={self.max_inputs} input elements, got {S}")
+        return self.proj(features) + self.pos[:S]  # (B, S, d_model)
 
 
 @dataclass
@@ -36,7 +67,7 @@ class CrossModalConfig:
         max_inputs: the longest input sequence (size of the input position table).
         vocab_size: output tokens (id 0 is padding).
         max_len: the longest output sequence the decoder reads, ``<sos>`` included.
-        d_model, num_heads, d_ff: as in :class:`~attnbook.transformer.BlockConfig`.
+        d_model, num_heads, d_ff, attention: as in :class:`~attnbook.layers.BlockConfig`.
         num_encoder_layers, num_decoder_layers: blocks in each stack.
     """
 
@@ -49,127 +80,42 @@ class CrossModalConfig:
     num_encoder_layers: int = 1
     num_decoder_layers: int = 1
     d_ff: int | None = None
+    attention: str = "scratch"
 
     def __post_init__(self) -> None:
         for name in ("input_dim", "max_inputs", "vocab_size", "max_len", "num_encoder_layers", "num_decoder_layers"):
             _validate.positive_int(getattr(self, name), name)
-        self.d_ff = self.block().d_ff
+        _validate.choice(self.attention, "attention", ATTENTION_KINDS)
+        self.d_ff = self.transformer().d_ff  # checks the other sizes
 
-    def block(self) -> BlockConfig:
-        return BlockConfig(self.d_model, self.num_heads, self.d_ff, norm_first=True)
+    def transformer(self) -> TransformerConfig:
+        """The :class:`~attnbook.transformer.TransformerConfig` of the model (pre-LN, no source vocabulary)."""
+        return TransformerConfig(None, self.vocab_size, self.d_model, self.num_heads, self.num_encoder_layers,
+                                 self.num_decoder_layers, self.d_ff, norm_first=True, max_len=self.max_len,
+                                 attention=self.attention)
 
 
-class CrossModalTranscriber(nn.Module):
+class CrossModalTranscriber(EncoderDecoderTransformer):
     """Encoder over feature vectors, decoder over tokens, joined by cross-attention.
 
+    The package's :class:`~attnbook.transformer.EncoderDecoderTransformer` with a
+    :class:`FeatureEmbedding` as its source embedding; everything else (``encode``,
+    ``decode``, ``forward``, the one ``greedy_decode``) is the transformer's.
+    ``config`` is the transformer's config; ``modal_config`` the :class:`CrossModalConfig`.
+
     Shape:
-        features: (B, S, input_dim); lengths: (B,) real inputs per sequence (None: all S);
+        src: (B, S, input_dim) features; src_len: (B,) real inputs per sequence (None: all S);
         tgt_in: (B, T) token ids (``<sos>`` + target, 0-padded)
-        -> logits: (B, T, vocab_size); weights (if need_weights): a list, one per decoder
-        block, of cross-attention weights (B, num_heads, T, S), zero on padded inputs
+        -> logits: (B, T, vocab_size); weights (if need_weights): the last decoder block's
+        cross-attention weights (B, num_heads, T, S), zero on padded inputs
     """
 
     def __init__(self, config: CrossModalConfig):
-        super().__init__()
         if not isinstance(config, CrossModalConfig):
             raise TypeError(f"expected a CrossModalConfig, got {type(config).__name__}")
-        self.config = c = config
-        self.input_proj = nn.Linear(c.input_dim, c.d_model)
-        self.input_pos = nn.Parameter(0.02 * torch.randn(c.max_inputs, c.d_model))
-        self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
-        self.token_pos = nn.Parameter(0.02 * torch.randn(c.max_len, c.d_model))
-        self.encoder = nn.ModuleList(EncoderBlock(c.block()) for _ in range(c.num_encoder_layers))
-        self.decoder = nn.ModuleList(DecoderBlock(c.block()) for _ in range(c.num_decoder_layers))
-        self.encoder_norm, self.decoder_norm = LayerNorm(c.d_model), LayerNorm(c.d_model)
-        self.head = nn.Linear(c.d_model, c.vocab_size)
-
-    def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The encoder's output (the keys and values of cross-attention) and its padding mask.
-
-        Shape:
-            features: (B, S, input_dim); lengths: (B,) or None
-            -> memory: (B, S, d_model); mask: (B, 1, S) bool, True on real inputs (None without lengths)
-        """
-        c = self.config
-        _validate.tensor(features, "features", ndim=3, floating=True)
-        B, S, F = features.shape
-        if F != c.input_dim:
-            raise ValueError(f"expected features of width input_dim={c.input_dim}, got shape {tuple(features.shape)}")
-        if not 1 <= S <= c.max_inputs:
-            raise ValueError(f"expected between 1 and max_inputs={c.max_inputs} input elements, got {S}")
-        mask = None
-        if lengths is not None:
-            _validate.lengths(lengths, B, S)
-            mask = (torch.arange(S, device=features.device)[None, :] < lengths[:, None])[:, None, :]  # (B, 1, S)
-        x = self.input_proj(features) + self.input_pos[:S]  # (B, S, d_model)
-        for block in self.encoder:
-            x = block(x, mask)  # (B, S, d_model)
-        return self.encoder_norm(x), mask
-
-    def decode(self, memory: torch.Tensor, tgt_in: torch.Tensor, mask: torch.Tensor | None = None, *,
-               need_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits for every target position, given the encoder's output.
-
-        Shape:
-            memory: (B, S, d_model); tgt_in: (B, T); mask: (B, 1, S) or None
-            -> logits (B, T, vocab_size) (and the cross-attention weights, (B, heads, T, S) per block)
-        """
-        c = self.config
-        _validate.tensor(tgt_in, "tgt_in", ndim=2, integer=True)
-        T = tgt_in.shape[1]
-        if not 1 <= T <= c.max_len:
-            raise ValueError(f"expected between 1 and max_len={c.max_len} target tokens, got {T}")
-        if int(tgt_in.min()) < 0 or int(tgt_in.max()) >= c.vocab_size:
-            raise ValueError(f"expected token ids in [0, {c.vocab_size}), got values from {int(tgt_in.min())} "
-                             f"to {int(tgt_in.max())}")
-        if tgt_in.shape[0] != memory.shape[0]:
-            raise ValueError(f"expected tgt_in and features with the same batch size, got {tgt_in.shape[0]} and "
-                             f"{memory.shape[0]}")
-        y = self.token_embedding(tgt_in) + self.token_pos[:T]  # (B, T, d_model)
-        weights = []
-        for block in self.decoder:
-            y, w = block(y, memory, mask, need_weights=True)  # (B, T, d_model), (B, heads, T, S)
-            weights.append(w)
-        logits = self.head(self.decoder_norm(y))  # (B, T, vocab_size)
-        return (logits, weights) if need_weights else logits
-
-    def forward(self, features: torch.Tensor, tgt_in: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                need_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        memory, mask = self.encode(features, lengths)
-        return self.decode(memory, tgt_in, mask, need_weights=need_weights)
-
-    @torch.no_grad()
-    def greedy_decode(self, features: torch.Tensor, *, sos_id: int, eos_id: int, max_new_tokens: int,
-                      lengths: torch.Tensor | None = None, need_weights: bool = False
-                      ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Write tokens one at a time, each the most likely next one, until ``max_new_tokens``.
-
-        Tokens after a sequence's ``<eos>`` are set to 0 (padding). With ``need_weights`` the
-        last decoder block's cross-attention of the final pass is returned too.
-
-        Shape:
-            features: (B, S, input_dim) -> tokens (B, max_new_tokens) (without ``<sos>``);
-            weights (B, heads, max_new_tokens, S)
-        """
-        _validate.positive_int(max_new_tokens, "max_new_tokens")
-        for name, value in (("sos_id", sos_id), ("eos_id", eos_id)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.config.vocab_size:
-                raise ValueError(f"expected {name} in [0, {self.config.vocab_size}), got {value!r}")
-        if max_new_tokens > self.config.max_len:
-            raise ValueError(f"expected max_new_tokens <= max_len={self.config.max_len}, got {max_new_tokens}")
-        memory, mask = self.encode(features, lengths)
-        out = torch.full((features.shape[0], 1), sos_id, dtype=torch.long, device=features.device)  # (B, 1)
-        for _ in range(max_new_tokens):
-            logits = self.decode(memory, out, mask)  # (B, t, V)
-            out = torch.cat([out, logits[:, -1].argmax(-1, keepdim=True)], dim=1)  # (B, t + 1)
-        tokens = out[:, 1:]  # (B, max_new_tokens)
-        finished = (tokens == eos_id).long().cumsum(1)  # (B, max_new_tokens): >= 1 from the first <eos> on
-        tokens = tokens.masked_fill((finished - (tokens == eos_id).long()) > 0, 0)  # padding after <eos>
-        if not need_weights:
-            return tokens
-        _, weights = self.decode(memory, out[:, :-1], mask, need_weights=True)
-        return tokens, weights[-1]
+        source = FeatureEmbedding(config.input_dim, config.max_inputs, config.d_model)
+        super().__init__(config.transformer(), source_embedding=source)
+        self.modal_config = config
 
 
 def digit_strips(images: torch.Tensor, labels: torch.Tensor, count: int, digits: int, *,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from attnbook import _validate
+from attnbook.flash import _check_qkv
 
 __all__ = ["elu_feature_map", "linear_attention", "linear_attention_quadratic"]
 
@@ -34,14 +35,7 @@ def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: object, eps: object) -> None:
-    for name, t in (("query", q), ("key", k), ("value", v)):
-        _validate.tensor(t, name, floating=True)
-        if t.dim() < 2:
-            raise ValueError(f"expected {name} with at least 2 dimensions (..., length, features), got shape "
-                             f"{tuple(t.shape)}")
-    if q.shape[-1] != k.shape[-1] or k.shape[:-1] != v.shape[:-1] or q.shape[:-2] != k.shape[:-2]:
-        raise ValueError(f"expected q: (..., L, d_k), k: (..., S, d_k), v: (..., S, d_v) with the same leading "
-                         f"dimensions, got {tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}")
+    _check_qkv(q, k, v)
     if not isinstance(causal, bool):
         raise TypeError(f"expected causal to be a bool, got {type(causal).__name__}")
     if causal and q.shape[-2] != k.shape[-2]:

@@ -110,9 +110,7 @@ class Seq2Seq(nn.Module):
     def _check(self, src: torch.Tensor, src_len: torch.Tensor) -> None:
         _validate.tensor(src, "src", ndim=2, integer=True)
         _validate.lengths(src_len, src.shape[0], src.shape[1], "src_len")
-        if src.numel() and (int(src.min()) < 0 or int(src.max()) >= self.config.src_vocab):
-            raise ValueError(f"expected source ids in [0, {self.config.src_vocab}), got values from "
-                             f"{int(src.min())} to {int(src.max())}")
+        _validate.token_ids(src, self.config.src_vocab, "source ids")  # checked on the CPU only: no device sync
 
     def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the encoder once; what every decoder step needs."""
@@ -170,6 +168,9 @@ class Seq2Seq(nn.Module):
                weights: (B, max_len, S), or ``None`` without attention
         """
         _validate.positive_int(max_len, "max_len")
+        for name, value in (("sos_id", sos_id), ("eos_id", eos_id)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.config.tgt_vocab:
+                raise ValueError(f"expected {name} in [0, {self.config.tgt_vocab}), got {value!r}")
         memory = self.encode(src, src_len)
         B = src.shape[0]
         y = torch.full((B,), sos_id, dtype=torch.long, device=src.device)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from attnbook import _validate
+from attnbook import masks
 
 __all__ = ["AdditiveScore", "MultiplicativeScore", "masked_softmax", "attend", "padding_mask"]
 
@@ -101,19 +102,22 @@ class MultiplicativeScore(nn.Module):
 def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     """Boolean mask, True where a position is real (may be attended), False on padding.
 
+    The package's one key-padding mask (:func:`attnbook.masks.padding_mask`)
+    without its query axis, for the scores of one query per sequence, (B, S).
+
     Shape:
         lengths: (B,) -> mask: (B, max_len)
     """
-    _validate.tensor(lengths, "lengths", ndim=1, integer=True)
-    max_len = int(lengths.max()) if max_len is None else _validate.positive_int(max_len, "max_len")
-    _validate.lengths(lengths, lengths.shape[0], max_len)
-    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+    if max_len is not None:
+        _validate.positive_int(max_len, "max_len")
+    return masks.padding_mask(lengths, max_len)[:, 0]  # (B, 1, S) -> (B, S)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax over the last axis, giving exactly zero weight where ``mask`` is False.
 
-    A row with every position masked gets all-zero weights (not NaN).
+    A row with every position masked gets all-zero weights (not NaN), as
+    :func:`attnbook.attention.scaled_dot_product_attention` gives for a fully masked query.
 
     Shape:
         scores: (..., S); mask: broadcastable to scores, bool -> weights: (..., S)

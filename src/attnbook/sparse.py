@@ -17,7 +17,7 @@ import math
 import torch
 
 from attnbook import _validate
-from attnbook.attention import causal_mask
+from attnbook.masks import causal_mask
 
 __all__ = ["sliding_window_mask", "sliding_window_attention"]
 
@@ -119,7 +119,7 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     if G:
         g_scores = (q @ k[..., :G, :].transpose(-2, -1)) * scale  # (..., L, G): every query reads the globals
         if causal:
-            g_allowed = torch.arange(G, device=q.device)[None, :] <= torch.arange(L, device=q.device)[:, None]
+            g_allowed = causal_mask(L, device=q.device)[:, :G]  # (L, G): global key j seen by queries i >= j
             g_scores = g_scores.masked_fill(~g_allowed, float("-inf"))  # (..., L, G)
         g_scores = torch.nn.functional.pad(g_scores, [0, 0, 0, Lp - L]).reshape(*lead, nb, b, G)
         scores = torch.cat([scores, g_scores], dim=-1)  # (..., nb, b, 3b + G)
@@ -131,7 +131,7 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     if G:  # the global queries read the whole sequence (causal: keys 0..i)
         s_global = (q[..., :G, :] @ k.transpose(-2, -1)) * scale  # (..., G, L)
         if causal:
-            s_global = s_global.masked_fill(~causal_mask(G, L, device=q.device), float("-inf"))
+            s_global = s_global.masked_fill(~causal_mask(L, device=q.device)[:G], float("-inf"))  # rows 0..G-1
         out_global = torch.softmax(s_global, dim=-1) @ v  # (..., G, d_v)
         out = torch.cat([out_global, out[..., G:, :]], dim=-2)  # (..., L, d_v)
     return out

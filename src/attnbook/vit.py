@@ -1,9 +1,10 @@
-"""The Vision Transformer (Dosovitskiy et al., 2020) and attention rollout (Abnar & Zuidema, 2020).
+"""The Vision Transformer (Dosovitskiy et al., 2020); attention rollout (Abnar & Zuidema, 2020) re-exported.
 
 An image is cut into square patches; each patch is flattened and mapped by one linear
 layer to a token vector. A learned class token is put in front, learned position
-embeddings are added, and chapter 6's pre-LN encoder blocks process the sequence. The
-class token's final vector, after a LayerNorm, is read out by a linear classifier.
+embeddings are added, and the package's one pre-LN block (:class:`attnbook.layers.Block`,
+chapter 6's encoder block) processes the sequence. The class token's final vector, after a
+LayerNorm, is read out by a linear classifier.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import torch
 from torch import nn
 
 from attnbook import _validate
-from attnbook.transformer import BlockConfig, EncoderBlock, LayerNorm
+from attnbook.attribution import attention_rollout  # re-exported: chapter 7 reads it from here
+from attnbook.layers import Block, BlockConfig, LayerNorm
 
 __all__ = ["patchify", "PatchEmbedding", "ViTConfig", "ViT", "attention_rollout"]
 
@@ -88,6 +90,8 @@ class ViTConfig:
         num_classes: classes to predict.
         d_model, num_heads, num_layers, d_ff: the encoder's sizes (``d_ff=None``: ``4 * d_model``).
         dropout: dropout on the embedded tokens (0 turns it off).
+        attention: ``"scratch"`` (the book's attention, default) or ``"fused"`` (PyTorch's
+            kernel, for speed); asking for the weights always takes the scratch path.
     """
 
     image_size: int = 28
@@ -99,6 +103,7 @@ class ViTConfig:
     num_layers: int = 4
     d_ff: int | None = None
     dropout: float = 0.0
+    attention: str = "scratch"
 
     def __post_init__(self) -> None:
         for name in ("image_size", "patch_size", "channels", "num_classes", "num_layers"):
@@ -106,9 +111,11 @@ class ViTConfig:
         if self.image_size % self.patch_size:
             raise ValueError(f"expected an image_size divisible by patch_size={self.patch_size}, "
                              f"got {self.image_size}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"expected a dropout in [0, 1), got {self.dropout!r}")
-        self.d_ff = BlockConfig(self.d_model, self.num_heads, self.d_ff).d_ff
+        _validate.probability(self.dropout, "dropout")
+        self.d_ff = self.block().d_ff
+
+    def block(self) -> BlockConfig:
+        return BlockConfig(self.d_model, self.num_heads, self.d_ff, norm_first=True, attention=self.attention)
 
     @property
     def num_patches(self) -> int:
@@ -133,8 +140,7 @@ class ViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.d_model))
         self.pos_embed = nn.Parameter(0.02 * torch.randn(1, 1 + c.num_patches, c.d_model))
         self.dropout = nn.Dropout(c.dropout)
-        block = BlockConfig(c.d_model, c.num_heads, c.d_ff, norm_first=True)
-        self.blocks = nn.ModuleList(EncoderBlock(block) for _ in range(c.num_layers))
+        self.blocks = nn.ModuleList(Block(c.block()) for _ in range(c.num_layers))
         self.norm = LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.num_classes)
 
@@ -148,36 +154,14 @@ class ViT(nn.Module):
         x = self.patch_embed(images)  # (B, N, d)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed  # (B, 1 + N, d)
         x = self.dropout(x)
+        if not isinstance(need_weights, bool):
+            raise TypeError(f"expected need_weights to be a bool, got {type(need_weights).__name__}")
         weights = []
         for block in self.blocks:
-            x, w = block(x, need_weights=True)  # w: (B, heads, 1 + N, 1 + N)
-            weights.append(w)
+            if need_weights:
+                x, w = block(x, need_weights=True)  # w: (B, heads, 1 + N, 1 + N)
+                weights.append(w)
+            else:
+                x = block(x)  # (B, 1 + N, d)
         logits = self.head(self.norm(x[:, 0]))  # (B, num_classes)
         return (logits, weights) if need_weights else logits
-
-
-def attention_rollout(weights: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """Attention rollout (Abnar & Zuidema, 2020): how much each output token draws on each input token.
-
-    Per layer, average the heads, add the identity (the residual path), renormalise the
-    rows to sum to one; then multiply the layers' matrices, first layer rightmost.
-
-    Shape:
-        weights: a non-empty list of (B, heads, T, T) attention tensors, one per layer
-        -> (B, T, T), every row summing to one
-    """
-    if not isinstance(weights, (list, tuple)) or not weights:
-        raise ValueError(f"expected a non-empty list of attention tensors, got {type(weights).__name__}"
-                         + (" of length 0" if isinstance(weights, (list, tuple)) else ""))
-    result = None
-    for w in weights:
-        _validate.tensor(w, "each attention tensor", ndim=4, floating=True)
-        if w.shape[-1] != w.shape[-2]:
-            raise ValueError(f"expected square (B, heads, T, T) attention, got shape {tuple(w.shape)}")
-        a = w.mean(dim=1)  # (B, T, T)
-        a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-        a = a / a.sum(dim=-1, keepdim=True)
-        if result is not None and result.shape != a.shape:
-            raise ValueError(f"expected every layer's attention of shape {tuple(result.shape)}, got {tuple(a.shape)}")
-        result = a if result is None else a @ result
-    return result
