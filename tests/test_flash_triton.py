@@ -16,6 +16,7 @@ if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"  # must be set before triton compiles anything
 
 from attnbook.flash_triton import triton_flash_attention  # noqa: E402
+from attnbook.masks import causal_mask  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -28,7 +29,11 @@ def test_equals_pytorch_attention(causal, L, S):
     k, v = torch.randn(1, 2, S, 16, generator=g).to(DEVICE), torch.randn(1, 2, S, 16, generator=g).to(DEVICE)
     out = triton_flash_attention(q, k, v, is_causal=causal, block_q=16, block_k=32)
     tol = 2e-2 if DEVICE == "cuda" else 1e-5  # on a GPU tl.dot uses TF32 for float32 inputs
-    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=causal), atol=tol, rtol=tol)
+    mask = causal_mask(L, S, device=DEVICE) if causal else None  # bottom-right, as the kernel
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if mask is not None:
+        ref = ref.masked_fill(~mask.any(-1)[:, None], 0.0)  # rows with no key: zero (PyTorch: NaN or 0)
+    torch.testing.assert_close(out, ref, atol=tol, rtol=tol)
 
 
 def test_bad_shapes_and_blocks_raise():

@@ -49,7 +49,8 @@ def _build_kernel():
         m = tl.full((BLOCK_Q,), float("-inf"), tl.float32)  # running max
         l = tl.zeros((BLOCK_Q,), tl.float32)  # running sum
         acc = tl.zeros((BLOCK_Q, HEAD_DIM), tl.float32)  # running, unnormalised output
-        end = tl.minimum(S, (block + 1) * BLOCK_Q) if CAUSAL else S  # causal: skip tiles right of the diagonal
+        offset = S - L  # causal, bottom-right: query i sees keys 0 .. i + S - L
+        end = tl.minimum(S, tl.maximum((block + 1) * BLOCK_Q + offset, 0)) if CAUSAL else S  # skip tiles right of it
         for start in range(0, end, BLOCK_K):
             cols = start + tl.arange(0, BLOCK_K)  # (BLOCK_K,) key positions
             k = tl.load(K + bh * stride_kb + cols[:, None] * stride_kt + dims[None, :], mask=cols[:, None] < S,
@@ -57,17 +58,18 @@ def _build_kernel():
             s = tl.dot(q, tl.trans(k)).to(tl.float32) * scale  # (BLOCK_Q, BLOCK_K): one tile of scores
             allowed = cols[None, :] < S
             if CAUSAL:
-                allowed = allowed & (cols[None, :] <= rows[:, None])
+                allowed = allowed & (cols[None, :] <= rows[:, None] + offset)
             s = tl.where(allowed, s, float("-inf"))
             m_new = tl.maximum(m, tl.max(s, 1))
-            p = tl.exp(s - m_new[:, None])
-            rescale = tl.exp(m - m_new)
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with no key yet: no NaN
+            p = tl.exp(s - m_safe[:, None])
+            rescale = tl.exp(m - m_safe)
             l = l * rescale + tl.sum(p, 1)
             v = tl.load(V + bh * stride_vb + cols[:, None] * stride_vt + dims[None, :], mask=cols[:, None] < S,
                         other=0.0)
             acc = acc * rescale[:, None] + tl.dot(p.to(v.dtype), v).to(tl.float32)
             m = m_new
-        out = acc / l[:, None]
+        out = acc / tl.where(l == 0.0, 1.0, l)[:, None]  # a query that sees no key gets zero output
         tl.store(O + bh * stride_ob + rows[:, None] * stride_ot + dims[None, :], out.to(O.dtype.element_ty),
                  mask=rows[:, None] < L)
 
@@ -79,7 +81,8 @@ def triton_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                            block_q: int = 64, block_k: int = 64) -> torch.Tensor:
     """Exact attention by a fused Triton kernel: ``softmax(Q K^T / sqrt(d)) V``, forward only.
 
-    Causal masks follow PyTorch (top-left triangle). The head width must be a power of
+    Causal masks follow the book's one convention (:mod:`attnbook.masks`, bottom-right:
+    query i of L sees keys ``0 .. i + S - L``; a query that sees none gets zero). The head width must be a power of
     two of at least 16 (Triton's matrix-multiply tiles), the block sizes powers of two
     of at least 16.
 
