@@ -313,7 +313,8 @@ def test_train_equals_the_hand_written_loops_it_replaces():
     for options in ({"optimizer": "adam", "schedule": "constant"},
                     {"optimizer": "adamw", "weight_decay": 0.05, "schedule": "one_cycle", "pct_start": 0.15}):
         by_hand = _linear()
-        opt = (torch.optim.AdamW(by_hand.parameters(), lr=3e-3, weight_decay=0.05) if options["optimizer"] == "adamw"
+        adamw = options["optimizer"] == "adamw"
+        opt = (torch.optim.AdamW(by_hand.parameters(), lr=3e-3, weight_decay=0.05) if adamw
                else torch.optim.Adam(by_hand.parameters(), lr=3e-3))
         sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=30, pct_start=0.15)
                  if options["schedule"] == "one_cycle" else None)

@@ -39,7 +39,8 @@ def _sync(device: torch.device | None) -> None:
         torch.mps.synchronize()
 
 
-def _times(fn: Callable[[], Any], repeats: int, warmup: int, device: torch.device | str | None) -> list[float]:
+def _times(fn: Callable[[], Any], repeats: int, warmup: int,
+           device: torch.device | str | None) -> list[float]:
     """Seconds of each of ``repeats`` runs of ``fn()`` after ``warmup`` runs, synchronising a GPU."""
     if not callable(fn):
         raise TypeError(f"expected a callable, got {type(fn).__name__}")

@@ -126,10 +126,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, steps: int, 
     if schedule == "one_cycle":
         pct_start = _number(pct_start, "pct_start", low=0.0, high=1.0, low_open=True)
         if warmup:
-            raise ValueError(f"expected warmup=0 with the one_cycle schedule (it warms up over pct_start of the "
-                             f"steps), got warmup={warmup}")
+            raise ValueError(f"expected warmup=0 with the one_cycle schedule (it warms up over pct_start "
+                             f"of the steps), got warmup={warmup}")
         peak = [group["lr"] for group in optimizer.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps, pct_start=pct_start)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps,
+                                                   pct_start=pct_start)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -163,7 +164,8 @@ def _check_evals(eval_every: object, eval_fn: object) -> dict[str, Callable]:
         return {}
     fns = dict(eval_fn) if isinstance(eval_fn, Mapping) else {"metric": eval_fn}
     if not fns:
-        raise ValueError("expected eval_fn to be a callable or a non-empty mapping of name -> callable, got {}")
+        raise ValueError("expected eval_fn to be a callable or a non-empty mapping of name -> callable, "
+                         "got {}")
     for name, fn in fns.items():
         if not isinstance(name, str) or not callable(fn):
             raise TypeError(f"expected eval_fn to be a callable or a mapping of str -> callable, got "
@@ -173,7 +175,8 @@ def _check_evals(eval_every: object, eval_fn: object) -> dict[str, Callable]:
     return fns
 
 
-def train(model: nn.Module, batches: Iterable, *, steps: int, loss_fn: Callable[[nn.Module, object], torch.Tensor],
+def train(model: nn.Module, batches: Iterable, *, steps: int,
+          loss_fn: Callable[[nn.Module, object], torch.Tensor],
           lr: float = 3e-3, seed: int | None = 0, device: torch.device | str | None = None,
           clip: float | None = 1.0, log_every: int = 10, eval_every: int = 0,
           eval_fn: Callable[[nn.Module], float] | Mapping[str, Callable[[nn.Module], float]] | None = None,
@@ -232,7 +235,8 @@ def train(model: nn.Module, batches: Iterable, *, steps: int, loss_fn: Callable[
     model.to(device)
     opt = (torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam)(params, lr=lr,
                                                                             weight_decay=weight_decay)
-    sched = make_scheduler(opt, schedule, steps, warmup=warmup, min_lr_ratio=min_lr_ratio, pct_start=pct_start)
+    sched = make_scheduler(opt, schedule, steps, warmup=warmup, min_lr_ratio=min_lr_ratio,
+                           pct_start=pct_start)
     history = History(evals={name: [] for name in evals})
     bar = None
     if progress:
