@@ -299,6 +299,13 @@ def test_tuple_and_dict_batches_and_seed_none():
     dict_batches = ({"x": x[i:i + 16], "y": y[i:i + 16]} for i in range(0, 64, 16))
     _, hist = _train(batches=dict_batches, steps=4, loss_fn=lambda m, b: _mse(m, (b["x"], b["y"])))
     assert hist.steps_done == 4
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "x y")
+    seen = []
+    pairs = (Pair(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16))
+    _train(batches=pairs, steps=4, loss_fn=lambda m, b: seen.append(type(b)) or _mse(m, b))
+    assert seen == [Pair] * 4  # moved to the device, still a Pair
     model = _linear()
     set_seed(7)
     state = torch.get_rng_state()

@@ -148,6 +148,8 @@ def _to(batch, device: torch.device):
     """Move a batch to ``device``: anything with ``.to``, or a tuple, list or dict of those."""
     if hasattr(batch, "to"):
         return batch.to(device)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple
+        return type(batch)(*(_to(b, device) for b in batch))
     if isinstance(batch, (tuple, list)):
         return type(batch)(_to(b, device) for b in batch)
     if isinstance(batch, dict):
