@@ -53,3 +53,38 @@ def test_fit_power_law_recovers_the_exponent():
         fit_power_law([1, 2], [0, 1])
     with pytest.raises(ValueError, match="same length"):
         fit_power_law([1, 2, 3], [1, 2])
+
+
+def test_best_time_is_the_fastest_run_after_the_warm_up(monkeypatch):
+    import attnbook.cost as cost
+
+    clock = iter([0.0, 5.0, 10.0, 12.0, 20.0, 23.0])  # runs of 5, 2 and 3 seconds
+    monkeypatch.setattr(cost.time, "perf_counter", lambda: next(clock))
+    calls = []
+    assert cost.best_time(lambda: calls.append(1), repeats=3, warmup=2) == 2.0
+    assert len(calls) == 5  # two warm-up runs, then three timed ones
+    clock = iter([0.0, 5.0, 10.0, 12.0, 20.0, 23.0])
+    assert cost.measure_time(lambda: None, repeats=3, warmup=0) == 3.0  # the median
+    with pytest.raises(ValueError, match="warmup to be an int >= 0"):
+        cost.best_time(lambda: None, warmup=-1)
+    with pytest.raises(ValueError, match="repeats to be an int >= 1"):
+        cost.best_time(lambda: None, repeats=True)
+    with pytest.raises(TypeError, match="callable"):
+        cost.best_time("f")
+
+
+def test_count_flops_counts_a_matrix_product():
+    from attnbook.cost import count_flops
+
+    a, b = torch.randn(8, 16), torch.randn(16, 4)
+    assert count_flops(lambda: a @ b) == 2 * 8 * 16 * 4
+    assert count_flops(lambda: torch.softmax(a, -1)) == 0  # element-wise work is not counted
+    with pytest.raises(TypeError, match="callable"):
+        count_flops(None)
+
+
+def test_fit_power_law_rejects_non_finite_values():
+    with pytest.raises(ValueError, match="finite"):
+        fit_power_law([1, 2, 3], [1, float("nan"), 3])
+    with pytest.raises(ValueError, match="same length"):
+        fit_power_law([[1, 2]], [[1, 2]])

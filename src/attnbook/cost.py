@@ -1,6 +1,8 @@
 """Measuring what a computation costs: wall-clock time, peak tensor memory, a scaling exponent.
 
-Time is the median of a few runs after a warm-up (and, on a GPU, with synchronisation).
+Time is the median (:func:`measure_time`) or the fastest (:func:`best_time`) of a few runs
+after a warm-up (and, on a GPU, with synchronisation); :func:`count_flops` counts the
+floating-point operations instead, a figure that does not depend on the machine.
 
 Peak memory: on a CUDA GPU, ``torch.cuda.max_memory_allocated`` during the call, minus
 what was allocated before. PyTorch has no such counter on the CPU, so there
@@ -27,17 +29,19 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["measure_time", "TensorMemoryTracker", "peak_memory", "fit_power_law"]
+__all__ = ["measure_time", "best_time", "count_flops", "TensorMemoryTracker", "peak_memory", "fit_power_law"]
 
 
 def _sync(device: torch.device | None) -> None:
     if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device is not None and device.type == "mps":
+        torch.mps.synchronize()
 
 
-def measure_time(fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1,
-                 device: torch.device | str | None = None) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeats`` runs, after ``warmup`` runs."""
+def _times(fn: Callable[[], Any], repeats: int, warmup: int,
+           device: torch.device | str | None) -> list[float]:
+    """Seconds of each of ``repeats`` runs of ``fn()`` after ``warmup`` runs, synchronising a GPU."""
     if not callable(fn):
         raise TypeError(f"expected a callable, got {type(fn).__name__}")
     for name, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0)):
@@ -53,7 +57,38 @@ def measure_time(fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1,
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def measure_time(fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1,
+                 device: torch.device | str | None = None) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` runs, after ``warmup`` runs."""
+    return statistics.median(_times(fn, repeats, warmup, device))
+
+
+def best_time(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1,
+              device: torch.device | str | None = None) -> float:
+    """Fastest wall-clock seconds of ``fn()`` over ``repeats`` runs, after ``warmup`` runs.
+
+    The minimum is the run least disturbed by the rest of the machine: the best estimate
+    of what the computation itself costs when comparing two of them.
+    """
+    return min(_times(fn, repeats, warmup, device))
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Floating-point operations of ``fn()``, as PyTorch's ``FlopCounterMode`` counts them.
+
+    It counts the matrix products and convolutions (2 per multiply-add), not element-wise
+    operations such as the softmax.
+    """
+    if not callable(fn):
+        raise TypeError(f"expected a callable, got {type(fn).__name__}")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
 
 
 class TensorMemoryTracker(TorchDispatchMode):
@@ -123,6 +158,8 @@ def fit_power_law(x: Any, y: Any) -> tuple[float, float]:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.ndim != 1 or x.shape != y.shape or x.size < 2:
         raise ValueError(f"expected two 1-D sequences of the same length >= 2, got shapes {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("expected finite x and y for a log-log fit, got a NaN or an infinity")
     if (x <= 0).any() or (y <= 0).any():
         raise ValueError("expected positive x and y for a log-log fit, got a value <= 0")
     p, log_c = np.polyfit(np.log(x), np.log(y), 1)

@@ -1,11 +1,19 @@
-"""A small, seeded, device-agnostic training loop that returns its history."""
+"""One seeded, device-agnostic training loop for every chapter; it returns its history.
+
+:func:`train` runs Adam or AdamW with a learning-rate schedule (constant, cosine, linear or
+one-cycle, after an optional linear warm-up), an optional gradient clip, evaluation
+callbacks every N steps and a tqdm progress bar. It never reads a value from the device
+on every step: the losses stay on the device and are read together every ``log_every``
+steps, so a GPU runs ahead of Python.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +22,11 @@ from torch import nn
 
 from attnbook import _validate
 
-__all__ = ["set_seed", "History", "train", "seq2seq_loss", "cycle", "train_seq2seq"]
+__all__ = ["set_seed", "History", "train", "seq2seq_loss", "cycle", "train_seq2seq", "make_scheduler",
+           "SCHEDULES", "OPTIMIZERS"]
+
+SCHEDULES = ("constant", "cosine", "linear", "one_cycle")
+OPTIMIZERS = ("adam", "adamw")
 
 
 def set_seed(seed: int) -> None:
@@ -28,7 +40,12 @@ def set_seed(seed: int) -> None:
 
 @dataclass
 class History:
-    """What happened during training: one entry per logged step."""
+    """What happened during training.
+
+    ``step``/``loss``: one entry per logged step (the mean loss since the previous one);
+    ``step_loss`` and ``lr``: one entry per step; ``eval_step``/``eval_metric``: one entry
+    per evaluation (``evals`` holds every named evaluation callback's results).
+    """
 
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
@@ -36,6 +53,9 @@ class History:
     eval_metric: list[float] = field(default_factory=list)
     seconds: float = 0.0
     steps_done: int = 0
+    step_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    evals: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def final_loss(self) -> float:
@@ -46,12 +66,21 @@ class History:
         return float(np.mean(tail))
 
     @property
+    def last_loss(self) -> float:
+        """The training loss of the very last step."""
+        if not self.step_loss:
+            raise ValueError("the history is empty: no step was trained")
+        return self.step_loss[-1]
+
+    @property
     def steps_per_second(self) -> float:
         return self.steps_done / self.seconds if self.seconds else float("nan")
 
 
 def cycle(make_epoch: Callable[[int], Iterable]) -> Iterator:
     """Endless batches: ``make_epoch(epoch)`` gives one epoch's batches."""
+    if not callable(make_epoch):
+        raise TypeError(f"expected make_epoch to be callable, got {type(make_epoch).__name__}")
     epoch = 0
     while True:
         empty = True
@@ -69,45 +98,148 @@ def seq2seq_loss(model: nn.Module, batch) -> torch.Tensor:
     return nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=0)
 
 
-def train(model: nn.Module, batches: Iterable, *, steps: int, loss_fn: Callable[[nn.Module, object], torch.Tensor],
-          lr: float = 3e-3, seed: int = 0, device: torch.device | str | None = None,
+def _number(x: object, name: str, *, low: float, high: float = math.inf, low_open: bool = False) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"expected {name} to be a number, got {type(x).__name__}")
+    if not (math.isfinite(x) and (x > low if low_open else x >= low) and x <= high):
+        where = f"{'(' if low_open else '['}{low}, {high}{']' if math.isfinite(high) else ')'}"
+        raise ValueError(f"expected {name} in {where}, got {x!r}")
+    return float(x)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, steps: int, *, warmup: int = 0,
+                   min_lr_ratio: float = 0.1, pct_start: float = 0.3):
+    """A learning-rate scheduler (stepped once per training step) for ``optimizer``.
+
+    ``constant``, ``cosine`` (from the peak down to ``min_lr_ratio`` of it) and ``linear``
+    (likewise, on a straight line) start with ``warmup`` steps rising linearly to the
+    peak. ``one_cycle`` is PyTorch's :class:`~torch.optim.lr_scheduler.OneCycleLR` (which
+    also cycles Adam's first beta); it warms up by itself over ``pct_start`` of the steps,
+    so it takes no ``warmup``.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"expected schedule to be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    _validate.positive_int(steps, "steps")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup <= steps:
+        raise ValueError(f"expected warmup to be an int in [0, steps={steps}], got {warmup!r}")
+    min_lr_ratio = _number(min_lr_ratio, "min_lr_ratio", low=0.0, high=1.0)
+    if schedule == "one_cycle":
+        pct_start = _number(pct_start, "pct_start", low=0.0, high=1.0, low_open=True)
+        if warmup:
+            raise ValueError(f"expected warmup=0 with the one_cycle schedule (it warms up over pct_start "
+                             f"of the steps), got warmup={warmup}")
+        peak = [group["lr"] for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps,
+                                                   pct_start=pct_start)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        frac = (step - warmup) / max(1, steps - warmup)
+        shape = 0.5 * (1 + np.cos(np.pi * frac)) if schedule == "cosine" else 1 - frac
+        return min_lr_ratio + (1 - min_lr_ratio) * shape
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _to(batch, device: torch.device):
+    """Move a batch to ``device``: anything with ``.to``, or a tuple, list or dict of those."""
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple
+        return type(batch)(*(_to(b, device) for b in batch))
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _check_evals(eval_every: object, eval_fn: object) -> dict[str, Callable]:
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
+        raise ValueError(f"expected eval_every to be an int >= 0, got {eval_every!r}")
+    if eval_fn is None:
+        if eval_every:
+            raise ValueError("eval_every is set but no eval_fn was given")
+        return {}
+    fns = dict(eval_fn) if isinstance(eval_fn, Mapping) else {"metric": eval_fn}
+    if not fns:
+        raise ValueError("expected eval_fn to be a callable or a non-empty mapping of name -> callable, "
+                         "got {}")
+    for name, fn in fns.items():
+        if not isinstance(name, str) or not callable(fn):
+            raise TypeError(f"expected eval_fn to be a callable or a mapping of str -> callable, got "
+                            f"{name!r} -> {type(fn).__name__}")
+    if not eval_every:
+        raise ValueError("eval_fn is given but eval_every is 0: say how often to evaluate")
+    return fns
+
+
+def train(model: nn.Module, batches: Iterable, *, steps: int,
+          loss_fn: Callable[[nn.Module, object], torch.Tensor],
+          lr: float = 3e-3, seed: int | None = 0, device: torch.device | str | None = None,
           clip: float | None = 1.0, log_every: int = 10, eval_every: int = 0,
-          eval_fn: Callable[[nn.Module], float] | None = None, warmup: int = 0,
-          progress: bool = True) -> History:
-    """Train ``model`` for ``steps`` Adam steps and return the :class:`History`.
+          eval_fn: Callable[[nn.Module], float] | Mapping[str, Callable[[nn.Module], float]] | None = None,
+          warmup: int = 0, progress: bool = True, optimizer: str = "adam", weight_decay: float = 0.0,
+          schedule: str = "cosine", min_lr_ratio: float = 0.1, pct_start: float = 0.3) -> History:
+    """Train ``model`` for ``steps`` optimizer steps and return the :class:`History`.
 
     Args:
-        batches: an iterable of batches (``.to(device)`` is called when they have it);
-            it must yield at least ``steps`` batches (wrap epochs with :func:`cycle`).
-        loss_fn: ``loss_fn(model, batch)`` -> scalar loss.
-        lr: peak learning rate; after ``warmup`` steps it decays to a tenth on a cosine.
-        seed: seeds everything before the first step (the model's initialisation is
-            the caller's: seed before building it with :func:`set_seed`).
-        eval_every, eval_fn: every ``eval_every`` steps, ``eval_fn(model)`` is recorded.
+        batches: an iterable of batches, each moved to ``device`` (``.to`` is called on it,
+            or on each item of a tuple, list or dict); it must yield at least ``steps``
+            batches (wrap epochs with :func:`cycle`). Batches are drawn lazily, one per step.
+        loss_fn: ``loss_fn(model, batch)`` -> scalar loss tensor.
+        lr: peak learning rate.
+        seed: seeds everything before the first step (the model's initialisation is the
+            caller's: seed before building it with :func:`set_seed`); ``None`` seeds nothing.
+        clip: largest gradient norm (``None``: no clipping).
+        log_every: the losses are read from the device (one sync) every ``log_every``
+            steps and at the end; ``History.loss`` gets their mean, ``History.step_loss``
+            each of them.
+        eval_every, eval_fn: every ``eval_every`` steps, ``eval_fn(model)`` (in eval mode,
+            a number) is recorded in ``History.eval_metric``; a mapping of name -> callable
+            records each into ``History.evals[name]`` (a single callable is ``"metric"``).
+        warmup: steps of linear warm-up to ``lr`` before the schedule.
         progress: show a tqdm bar (silenced when ``TQDM_DISABLE=1``).
+        optimizer: ``"adam"`` or ``"adamw"``, with ``weight_decay``.
+        schedule: ``"cosine"`` (default: down to ``min_lr_ratio * lr``), ``"linear"``
+            (likewise), ``"constant"`` or ``"one_cycle"`` (PyTorch's, warming up over
+            ``pct_start`` of the steps); see :func:`make_scheduler`.
     """
     _validate.positive_int(steps, "steps")
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("expected a model with trainable parameters, got none")
     if not callable(loss_fn):
         raise TypeError(f"expected loss_fn to be callable, got {type(loss_fn).__name__}")
-    if not (isinstance(lr, (int, float)) and lr > 0):
+    if isinstance(batches, (str, bytes)) or not isinstance(batches, Iterable):
+        raise TypeError(f"expected batches to be an iterable of batches, got {type(batches).__name__}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise TypeError(f"expected a positive learning rate (a number), got {type(lr).__name__}")
+    if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"expected a positive learning rate, got {lr!r}")
-    if eval_every and eval_fn is None:
-        raise ValueError("eval_every is set but no eval_fn was given")
-    set_seed(seed)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    _validate.positive_int(log_every, "log_every")
+    if clip is not None:
+        clip = _number(clip, "clip (None for no clipping)", low=0.0, low_open=True)
+    if not isinstance(progress, bool):
+        raise TypeError(f"expected progress to be a bool, got {type(progress).__name__}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"expected optimizer to be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    weight_decay = _number(weight_decay, "weight_decay", low=0.0)
+    evals = _check_evals(eval_every, eval_fn)
+    if seed is not None:
+        set_seed(seed)
+    device = torch.device(device) if device is not None else params[0].device
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        frac = (step - warmup) / max(1, steps - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    history = History()
+    opt = (torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam)(params, lr=lr,
+                                                                            weight_decay=weight_decay)
+    sched = make_scheduler(opt, schedule, steps, warmup=warmup, min_lr_ratio=min_lr_ratio,
+                           pct_start=pct_start)
+    history = History(evals={name: [] for name in evals})
     bar = None
     if progress:
         from tqdm import tqdm  # plain text bar: no widget library needed
@@ -116,38 +248,46 @@ def train(model: nn.Module, batches: Iterable, *, steps: int, loss_fn: Callable[
     it = iter(batches)
     start = time.perf_counter()
     model.train()
-    running = []
+    window: list[torch.Tensor] = []  # this window's losses, still on the device
     for step in range(steps):
         try:
             batch = next(it)
         except StopIteration:
             raise ValueError(f"batches ran out after {step} of {steps} steps; wrap them with cycle()") from None
-        if hasattr(batch, "to"):
-            batch = batch.to(device)
-        loss = loss_fn(model, batch)
+        loss = loss_fn(model, _to(batch, device))
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"expected loss_fn to return a scalar tensor, got {got}")
+        history.lr.append(opt.param_groups[0]["lr"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if clip:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if clip is not None:
+            nn.utils.clip_grad_norm_(params, clip)
         opt.step()
         sched.step()
-        running.append(loss.item())
+        window.append(loss.detach())
         if (step + 1) % log_every == 0 or step == steps - 1:
+            values = torch.stack(window).tolist()  # the one read from the device in this window
+            window = []
+            history.step_loss.extend(values)
             history.step.append(step + 1)
-            history.loss.append(float(np.mean(running)))
-            running = []
+            history.loss.append(float(np.mean(values)))
             if bar is not None:
                 bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
         if eval_every and (step + 1) % eval_every == 0:
             model.eval()
             history.eval_step.append(step + 1)
-            history.eval_metric.append(float(eval_fn(model)))
+            for name, fn in evals.items():
+                history.evals[name].append(float(fn(model)))
+            history.eval_metric.append(history.evals[next(iter(evals))][-1])
             model.train()
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     model.eval()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     history.seconds = time.perf_counter() - start
     history.steps_done = steps
     return history
