@@ -106,3 +106,9 @@ def test_bad_input():
         m.energy(torch.tensor([[0, 1, 2, 3]]))
     with pytest.raises(ValueError, match="length 4"):
         m.energy(torch.tensor([[0, 1, 2]]))
+
+
+def test_edges_must_lie_inside_the_sequence():
+    m = _tiny()
+    with pytest.raises(ValueError, match=r"edge positions in \[0, 4\)"):
+        PottsModel(m.h, m.J, torch.tensor([[0, 4]]))

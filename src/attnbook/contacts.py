@@ -19,7 +19,8 @@ from attnbook import _validate
 from attnbook.attention import scaled_dot_product_attention
 from attnbook.potts import check_sequences
 
-__all__ = ["apc", "mutual_information", "symmetric_attention_contacts", "top_l_precision", "FactoredAttention"]
+__all__ = ["apc", "mutual_information", "symmetric_attention_contacts", "top_l_precision",
+           "FactoredAttention"]
 
 
 def apc(scores: torch.Tensor) -> torch.Tensor:
@@ -58,7 +59,7 @@ def mutual_information(sequences: torch.Tensor, num_states: int, *, pseudocount:
     pair = pair / pair.sum((2, 3), keepdim=True)
     pi, pj = pair.sum(3, keepdim=True), pair.sum(2, keepdim=True)  # (L, L, q, 1), (L, L, 1, q)
     mi = torch.where(pair > 0, pair * (pair.log() - pi.log() - pj.log()), 0.0).sum((2, 3))  # 0 log 0 = 0
-    return (mi * ~torch.eye(L, dtype=torch.bool)).float()
+    return (mi * ~torch.eye(L, dtype=torch.bool, device=mi.device)).float()
 
 
 def symmetric_attention_contacts(weights: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,9 @@ def symmetric_attention_contacts(weights: torch.Tensor) -> torch.Tensor:
 
 def top_l_precision(scores: torch.Tensor, contacts: torch.Tensor, *, min_separation: int = 1,
                     top: int | None = None) -> float:
-    """Share of true contacts among the ``top`` (default ``L``) highest-scoring pairs ``j - i >= min_separation``.
+    """Share of true contacts among the ``top`` (default ``L``) best-scoring pairs ``i < j``.
+
+    Only pairs with ``j - i >= min_separation`` are candidates.
 
     Shape:
         scores: (L, L); contacts: (L, L) bool -> a float
@@ -85,7 +88,8 @@ def top_l_precision(scores: torch.Tensor, contacts: torch.Tensor, *, min_separat
     _validate.tensor(contacts, "contacts", ndim=2)
     L = scores.shape[0]
     if scores.shape != (L, L) or contacts.shape != (L, L):
-        raise ValueError(f"expected square scores and contacts of the same shape, got {tuple(scores.shape)} and "
+        raise ValueError(f"expected square scores and contacts of the same shape, got "
+                         f"{tuple(scores.shape)} and "
                          f"{tuple(contacts.shape)}")
     if contacts.dtype != torch.bool:
         raise TypeError(f"expected a bool contact map, got dtype {contacts.dtype}")
@@ -94,7 +98,7 @@ def top_l_precision(scores: torch.Tensor, contacts: torch.Tensor, *, min_separat
     k = L if top is None else _validate.positive_int(top, "top")
     if k > i.numel():
         raise ValueError(f"expected top <= {i.numel()} candidate pairs, got {k}")
-    best = torch.topk(scores[i, j], k).indices
+    best = torch.topk(scores.detach().cpu()[i, j], k).indices
     return contacts.cpu()[i[best], j[best]].float().mean().item()
 
 
@@ -117,7 +121,8 @@ class FactoredAttention(nn.Module):
         super().__init__()
         self.length, self.num_states = _validate.positive_int(length, "length"), _validate.positive_int(
             num_states, "num_states")
-        self.num_heads, self.d_k = _validate.positive_int(num_heads, "num_heads"), _validate.positive_int(d_k, "d_k")
+        self.num_heads = _validate.positive_int(num_heads, "num_heads")
+        self.d_k = _validate.positive_int(d_k, "d_k")
         self.positions = nn.Parameter(torch.randn(length, _validate.positive_int(d_pos, "d_pos")))
         self.w_q = nn.Linear(d_pos, num_heads * d_k, bias=False)
         self.w_k = nn.Linear(d_pos, num_heads * d_k, bias=False)
@@ -140,5 +145,6 @@ class FactoredAttention(nn.Module):
         check_sequences(x, self.length, self.num_states)
         q, k = self._qk()
         one_hot = nn.functional.one_hot(x, self.num_states).to(q.dtype)[:, None]  # (B, 1, L, q)
-        mixed, _ = scaled_dot_product_attention(q, k, one_hot, self.off_diagonal)  # (B, H, L, q): letter shares
+        # (B, H, L, q): for each position and head, the attention-weighted share of every letter
+        mixed, _ = scaled_dot_product_attention(q, k, one_hot, self.off_diagonal)
         return self.field + torch.einsum("bhic,hca->bia", mixed, self.values)  # (B, L, q)

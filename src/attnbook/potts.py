@@ -40,10 +40,15 @@ class PottsModel:
         _validate.tensor(self.edges, "edges", ndim=2, integer=True)
         L, q = self.h.shape
         if tuple(self.J.shape) != (L, L, q, q):
-            raise ValueError(f"expected J of shape (L, L, q, q) = ({L}, {L}, {q}, {q}), got {tuple(self.J.shape)}")
-        if self.edges.shape[1:] != (2,) or (self.edges.numel() and not bool((self.edges[:, 0] < self.edges[:, 1]).all())):
+            raise ValueError(f"expected J of shape (L, L, q, q) = ({L}, {L}, {q}, {q}), got "
+                             f"{tuple(self.J.shape)}")
+        ordered = bool((self.edges[:, 0] < self.edges[:, 1]).all()) if self.edges.shape[1:] == (2,) else False
+        if not ordered:
             raise ValueError(f"expected edges of shape (E, 2) with i < j in every row, got shape "
                              f"{tuple(self.edges.shape)}")
+        if self.edges.numel() and (int(self.edges.min()) < 0 or int(self.edges.max()) >= L):
+            raise ValueError(f"expected edge positions in [0, {L}), got values from {int(self.edges.min())} to "
+                             f"{int(self.edges.max())}")
         if not torch.allclose(self.J, self.J.permute(1, 0, 3, 2)):
             raise ValueError("expected symmetric couplings, J[i, j, a, b] == J[j, i, b, a]")
 
@@ -97,7 +102,8 @@ def random_potts(length: int, num_states: int, num_edges: int, *, coupling: floa
             raise ValueError(f"expected a non-negative {name}, got {v!r}")
     i, j = torch.triu_indices(L, L, offset=min_separation)
     if E > i.numel():
-        raise ValueError(f"expected at most {i.numel()} edges (pairs with |i - j| >= {min_separation}), got {E}")
+        raise ValueError(f"expected at most {i.numel()} edges (pairs with |i - j| >= {min_separation}), "
+                         f"got {E}")
     pick = torch.randperm(i.numel(), generator=generator)[:E]
     edges = torch.stack([i[pick], j[pick]], 1)  # (E, 2)
     edges = edges[torch.argsort(edges[:, 0] * L + edges[:, 1])]
@@ -148,7 +154,8 @@ def gibbs_sample(model: PottsModel, num_sequences: int, *, sweeps: int = 100,
     deg = nbr.shape[1]
     # one table row per (position i, neighbour slot, letter x_j): J_ij(., x_j), (L * deg * q, q)
     table = J[torch.arange(L)[:, None], nbr].transpose(-1, -2).reshape(L * deg * q, q)
-    classes = [(cls, nbr[cls], (cls[:, None] * deg + torch.arange(deg)) * q) for cls in _colour_classes(contacts)]
+    classes = [(cls, nbr[cls], (cls[:, None] * deg + torch.arange(deg)) * q)  # offsets into the table
+               for cls in _colour_classes(contacts)]
     x = torch.cat([torch.randint(0, q, (N, L), generator=generator), torch.zeros(N, 1, dtype=torch.long)], 1)
     for _ in range(S):
         for cls, cls_nbr, offset in classes:

@@ -82,7 +82,8 @@ class PatchGenerator(nn.Module):
             raise TypeError(f"expected a PatchGeneratorConfig, got {type(config).__name__}")
         self.config = c = config
         self.word_embedding = nn.Embedding(c.vocab_size, c.d_model)
-        self.word_pos = nn.Parameter(torch.randn(c.max_words, c.d_model))  # as large as the words: keys must say where
+        # positions as large as the words: a patch finds its word by where it stands in the prompt
+        self.word_pos = nn.Parameter(torch.randn(c.max_words, c.d_model))
         self.patch_in = nn.Linear(c.patch_dim, c.d_model)
         self.patch_pos = nn.Parameter(torch.randn(c.num_patches, c.d_model))
         self.start = nn.Parameter(torch.zeros(c.d_model))
@@ -126,11 +127,12 @@ class PatchGenerator(nn.Module):
             weights = edited
         return attn.w_o(merge_heads(weights @ v)), weights
 
-    def _run(self, prompt: torch.Tensor, inputs: torch.Tensor, edit: Edit | None
+    def _run(self, words: torch.Tensor, inputs: torch.Tensor, edit: Edit | None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        words = self.encode_prompt(prompt)  # (B, W, d_model)
+        # words: (B, W, d_model) from encode_prompt; inputs: (B, T, patch_dim), patch t - 1 at position t
         if inputs.shape[0] != words.shape[0]:
-            raise ValueError(f"expected as many prompts as images, got {words.shape[0]} and {inputs.shape[0]}")
+            raise ValueError(f"expected as many prompts as images, got {words.shape[0]} and "
+                             f"{inputs.shape[0]}")
         T = inputs.shape[1]
         start = self.start.expand(inputs.shape[0], 1, -1)  # (B, 1, d_model)
         x = torch.cat([start, self.patch_in(inputs[:, :T - 1])], 1) + self.patch_pos[:T]  # (B, T, d_model)
@@ -150,11 +152,12 @@ class PatchGenerator(nn.Module):
         if patches.shape[1:] != (c.num_patches, c.patch_dim):
             raise ValueError(f"expected patches of shape (B, {c.num_patches}, {c.patch_dim}), got "
                              f"{tuple(patches.shape)}")
-        out, weights = self._run(prompt, patches, edit)
+        out, weights = self._run(self.encode_prompt(prompt), patches, edit)
         return (out, weights) if need_weights else out
 
     @torch.no_grad()
-    def generate(self, prompt: torch.Tensor, *, edit: Edit | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate(self, prompt: torch.Tensor, *, edit: Edit | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw the patches one at a time, each predicted from the prompt and the patches before it.
 
         Shape:
@@ -162,15 +165,16 @@ class PatchGenerator(nn.Module):
             (B, layers, heads, S, W)
         """
         c = self.config
-        _validate.tensor(prompt, "prompt", ndim=2, integer=True)
+        words = self.encode_prompt(prompt)  # checked and embedded once: no host-device sync in the loop
         drawn = torch.zeros(prompt.shape[0], c.num_patches, c.patch_dim, device=prompt.device)
         for t in range(c.num_patches):
-            out, weights = self._run(prompt, drawn[:, :t + 1], edit)  # inputs: patches 0..t-1 (and a dummy)
+            out, weights = self._run(words, drawn[:, :t + 1], edit)  # inputs: patches 0..t-1 (and a dummy)
             drawn[:, t] = out[:, t]
         return drawn, weights
 
 
-def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int, channels: int = 1) -> torch.Tensor:
+def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int,
+               channels: int = 1) -> torch.Tensor:
     """Put patches back into images: the inverse of :func:`~attnbook.vit.patchify`.
 
     Shape:
@@ -184,7 +188,8 @@ def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int, 
         raise ValueError(f"expected height and width divisible by patch_size={p}, got {H} x {W}")
     rows, cols = H // p, W // p
     if patches.shape[1:] != (rows * cols, C * p * p):
-        raise ValueError(f"expected patches of shape (B, {rows * cols}, {C * p * p}) for {C} x {H} x {W} images, "
+        raise ValueError(f"expected patches of shape (B, {rows * cols}, {C * p * p}) for {C} x {H} x {W} "
+                         f"images, "
                          f"got {tuple(patches.shape)}")
     x = patches.reshape(-1, rows, cols, C, p, p).permute(0, 3, 1, 4, 2, 5)  # (B, C, rows, p, cols, p)
     return x.reshape(-1, C, H, W)
