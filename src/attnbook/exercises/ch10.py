@@ -1,4 +1,5 @@
-"""Chapter 10 exercises: attention per image region, monotonic alignment, the selective scan, scaling exponents."""
+"""Chapter 10 exercises: attention per image region, monotonic alignment, the selective scan, scaling exponents,
+the average-product correction and a text-to-image cross-attention."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import torch
 
 from attnbook import check
 from attnbook.alignment import monotonic_share
+from attnbook.attention import scaled_dot_product_attention
+from attnbook.contacts import apc
+from attnbook.cost import fit_power_law
 from attnbook.crossmodal import attention_by_region
 from attnbook.ssm import selective_scan_reference
 
-__all__ = ["check_region_attention", "check_monotonic_share", "check_selective_scan", "check_power_law"]
+__all__ = ["check_region_attention", "check_monotonic_share", "check_selective_scan", "check_power_law",
+           "check_apc", "check_image_to_word_attention"]
 
 
 def check_region_attention(region_attention: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> None:
@@ -72,5 +77,41 @@ def check_power_law(fit: Callable[[np.ndarray, np.ndarray], float]) -> None:
     cases = []
     for c, p in [(1e-6, 1.0), (3e-9, 2.0), (2e-5, 1.37)]:
         seconds = c * lengths ** p * np.exp(0.05 * rng.standard_normal(lengths.shape))
-        cases.append(((lengths, seconds), float(np.polyfit(np.log(lengths), np.log(seconds), 1)[0])))
+        cases.append(((lengths, seconds), fit_power_law(lengths, seconds)[0]))
     check.cases(fit, cases, "Exercise 10.4 (fitting a scaling exponent)", atol=1e-6)
+
+
+def check_apc(correct: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """``correct(F)``: the average-product correction of a symmetric (L, L) score matrix.
+
+    ``F_ij - F_i. F_.j / F_..``, where ``F_i.`` is the mean of row ``i`` over ``j != i`` and
+    ``F_..`` the mean of all off-diagonal entries; the diagonal is ignored and returned as zero.
+    """
+    cases = []
+    for seed, L in enumerate([3, 5, 9]):
+        g = torch.Generator().manual_seed(seed)
+        a = torch.rand(L, L, generator=g)
+        F = a + a.T + 3 * torch.diag(torch.rand(L, generator=g))  # a diagonal that must not count
+        cases.append(((F,), apc(F)))
+    check.cases(correct, cases, "Exercise 10.5 (the average-product correction)", atol=1e-5)
+
+
+def check_image_to_word_attention(attend: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """``attend(patches, words, w_q, w_k, w_v)``: one head of cross-attention from image patches to words.
+
+    ``patches`` (B, S, d), ``words`` (B, W, d), ``w_q, w_k, w_v`` (d, d_h) -> ``(output, weights)``:
+    queries from the patches, keys and values from the words, scores scaled by ``1 / sqrt(d_h)``;
+    output (B, S, d_h), weights (B, S, W) with every row summing to 1.
+    """
+    outputs, weights = [], []
+    for seed, (B, S, W, d, dh) in enumerate([(1, 2, 3, 4, 2), (2, 6, 3, 8, 4), (2, 12, 5, 8, 8)]):
+        g = torch.Generator().manual_seed(seed)
+        patches, words = torch.randn(B, S, d, generator=g), torch.randn(B, W, d, generator=g)
+        w_q, w_k, w_v = (torch.randn(d, dh, generator=g) for _ in range(3))
+        out, w = scaled_dot_product_attention(patches @ w_q, words @ w_k, words @ w_v)
+        outputs.append(((patches, words, w_q, w_k, w_v), out))
+        weights.append(((patches, words, w_q, w_k, w_v), w))
+    check.cases(lambda *args: attend(*args)[1], weights, "Exercise 10.6 (image-to-word attention), the weights",
+                atol=1e-5)
+    check.cases(lambda *args: attend(*args)[0], outputs, "Exercise 10.6 (image-to-word attention), the output",
+                atol=1e-5)
