@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.heads import gates_without, prune_order
 from attnbook.sentence_embeddings import mean_pool
 

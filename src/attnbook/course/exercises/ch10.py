@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.alignment import monotonic_share
 from attnbook.crossmodal import attention_by_region
 from attnbook.ssm import selective_scan_reference

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.vit import attention_rollout, patchify
 
 __all__ = ["check_patchify", "check_rollout", "check_similarity"]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.linear_attention import linear_attention
 from attnbook.sparse import sliding_window_mask
 

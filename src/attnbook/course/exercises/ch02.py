@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.scoring import AdditiveScore, masked_softmax, padding_mask
 
 __all__ = ["check_additive_scores", "check_masked_softmax", "check_hard_alignment"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from attnbook import check
+from attnbook.course import check
 
 __all__ = ["check_gru_step", "check_exact_match", "check_drop_point"]
 

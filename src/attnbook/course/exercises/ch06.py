@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.attention import scaled_dot_product_attention
 
 __all__ = ["check_layer_norm", "check_cached_step", "check_temperature"]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.attention import scaled_dot_product_attention
 from attnbook.positional import apply_rotary, sinusoidal_encoding
 
