@@ -74,3 +74,18 @@ def check_power_law(fit: Callable[[np.ndarray, np.ndarray], float]) -> None:
         seconds = c * lengths ** p * np.exp(0.05 * rng.standard_normal(lengths.shape))
         cases.append(((lengths, seconds), float(np.polyfit(np.log(lengths), np.log(seconds), 1)[0])))
     check.cases(fit, cases, "Exercise 10.4 (fitting a scaling exponent)", atol=1e-6)
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_region_attention": [("assumed contiguous, equal-sized regions", lambda w, r, R:
+                                w.reshape(*w.shape[:-1], R, -1).sum(-1))],
+    "check_monotonic_share": [("standing still counted as a step back", lambda p:
+                               (p[:, 1:] > p[:, :-1]).float().mean().item())],
+    "check_selective_scan": [("forgot to discretise B with delta", lambda x, d, A, B, C:
+                              selective_scan_reference(x, d, A, B / d.mean(), C)),
+                             ("forgets with exp(A), not exp(delta A)", lambda x, d, A, B, C:
+                              selective_scan_reference(x, torch.ones_like(d), A, B * d[..., :1], C))],
+    "check_power_law": [("the ratio of the last two points, not a fit", lambda n, s:
+                         float(np.log(s[-1] / s[-2]) / np.log(n[-1] / n[-2])))],
+}
