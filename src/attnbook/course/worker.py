@@ -206,9 +206,9 @@ class Session:
 
 
 def _kernel_manager(root: Path, sandbox: list[str]) -> Any:
-    from jupyter_client import KernelManager
+    from jupyter_client import AsyncKernelManager
 
-    class SandboxedKernelManager(KernelManager):
+    class SandboxedKernelManager(AsyncKernelManager):  # nbclient drives it from its event loop
         def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
             command = super().format_kernel_cmd(extra_arguments)
             return [sys.executable, "-m", "attnbook.course.sandbox", "--root", str(root), *sandbox, "--", *command]
