@@ -74,7 +74,7 @@ $(VENDOR_STAMP): $(NODE_STAMP) tools/vendor_files.txt tools/vendor_assets.py
 	touch $@
 
 # Student versions of every chapter (solutions replaced by stubs) and a zip of them.
-STUDENT_VERSIONS = $(PY) -m attnbook.assignments student notebooks/*.ipynb --zip attention-book-student.zip
+STUDENT_VERSIONS = $(PY) -m attnbook.course student notebooks/*.ipynb --zip attention-book-student.zip
 
 # --- the book ---------------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ student: $(VENV_STAMP)
 SUBMISSIONS ?=
 grade: $(VENV_STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/folder  (see book/instructors.md)"; exit 2; }
-	$(PY) -m attnbook.assignments grade "$(SUBMISSIONS)" --source notebooks --out grades
+	$(PY) -m attnbook.course grade "$(SUBMISSIONS)" --source notebooks --out grades
 
 # --- tests (in this order: fast to slow) ------------------------------------------------
 

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import nbformat
 
-from attnbook.assignments import BEGIN_SOLUTION, find_exercises, grade_folder, make_student_version, \
-    write_grades, write_student_versions
+from attnbook.course.grading import grade_folder
+from attnbook.course.markers import BEGIN_SOLUTION, find_exercises
+from attnbook.course.reports import write_grades
+from attnbook.course.student import make_student_version, write_student_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ["correct", "stubs", "first only", "wrong", "raises", "endless loop", "malformed"]

@@ -1,10 +1,12 @@
-"""Student versions and grading (attnbook.assignments).
+"""Student versions and grading (attnbook.course; attnbook.assignments is its alias).
 
-Fast tests check the text transformations on every chapter. The grading tests start
-real Jupyter kernels: every chapter's student version must score 0 (its checks say
-"not implemented yet") and its instructor version full marks, and a planted class of
-submissions (correct, stubs, partial, wrong, raising, endless loop, tampered check,
-deleted cell, malformed file) must get exactly the expected grades.
+Fast tests check the text transformations on every chapter, the wire format and the
+sandbox. The grading tests start real Jupyter kernels: every chapter's student version
+must score 0 (its checks say "not implemented yet") and its instructor version full
+marks, and a planted class of submissions (correct, stubs, partial, wrong, raising,
+endless loop, tampered check, deleted cell, malformed file, and cheats: printing PASS,
+patching the checks, forging the grader's result file, writing outside its folder,
+allocating without end) must get exactly the expected grades.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ import nbformat
 import pytest
 
 from attnbook import assignments
-from attnbook.assignments import (BEGIN_HIDDEN_TESTS, BEGIN_SOLUTION, END_HIDDEN_TESTS, END_SOLUTION,
-                                  clear_solutions, find_exercises, grade_folder, make_student_version,
-                                  remove_hidden_tests, write_grades, write_student_versions)
+from attnbook.course import cli, sandbox, wire
+from attnbook.course.grading import Limits, grade_folder
+from attnbook.course.markers import (BEGIN_HIDDEN_TESTS, BEGIN_SOLUTION, END_HIDDEN_TESTS, END_SOLUTION,
+                                     clear_solutions, find_exercises, remove_hidden_tests)
+from attnbook.course.reports import write_grades
+from attnbook.course.student import make_student_version, write_student_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -145,9 +150,84 @@ def test_write_student_versions_and_zip(tmp_path: Path):
 
 
 def test_command_line_writes_student_versions(tmp_path: Path, capsys):
-    assert assignments.main(["student", str(CH05), "--out", str(tmp_path)]) == 0
-    assert (tmp_path / CH05.name).is_file()
+    assert cli.main(["student", str(CH05), "--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / CH05.name).is_file()
     assert "1 student notebooks" in capsys.readouterr().out
+    assert assignments.main(["student", str(CH05), "--out", str(tmp_path / "b")]) == 0  # the old name, an alias
+    a, b = (_read(tmp_path / d / CH05.name) for d in "ab")
+    assert [c.source for c in a.cells] == [c.source for c in b.cells]
+
+
+# --- the wire between grader and kernel, and the sandbox -------------------------------------
+
+def test_wire_round_trips_plain_data():
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    value = {"t": torch.arange(6, dtype=torch.float64).reshape(2, 3), "b": torch.tensor([True, False]),
+             "a": np.ones((2, 2), dtype=np.int64), "nested": [1, 2.5, float("nan"), ("x", None)],
+             "frame": pd.DataFrame({"digits": [1, 2], "exact_match": [1.0, 0.5]}), "n": np.float32(1.5)}
+    back = wire.loads(wire.dumps(value))
+    assert torch.equal(back["t"], value["t"]) and back["t"].dtype == torch.float64
+    assert torch.equal(back["b"], value["b"]) and isinstance(back["a"], np.ndarray)
+    assert back["nested"][:2] == [1, 2.5] and back["nested"][3] == ("x", None) and back["nested"][2] != back["nested"][2]
+    pd.testing.assert_frame_equal(back["frame"], value["frame"])
+    assert back["n"] == 1.5
+
+
+@pytest.mark.parametrize("bad, message", [
+    ('{"t": "tensor", "dtype": "object", "shape": [1], "data": ""}', "known dtype"),
+    ('{"t": "ndarray", "dtype": "float32", "shape": [3], "data": "AAAAAA=="}', "expected 3 elements"),
+    ('{"t": "pickle", "v": "..."}', "known tag"),
+    ('[1, 2]', "tagged value"),
+    ("not json", "malformed message"),
+])
+def test_wire_refuses_anything_else(bad, message):
+    with pytest.raises(wire.WireError, match=message):
+        wire.loads(bad)
+    with pytest.raises(wire.WireError, match="expected numbers"):
+        wire.dumps(object())
+
+
+SANDBOX_PROBE = """
+import os, socket
+report = {}
+for name, path in (("inside", "inside.txt"), ("outside", OUTSIDE)):
+    try:
+        open(path, "w").write("x")
+        report[name] = "written"
+    except OSError as error:
+        report[name] = type(error).__name__
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=2)
+    report["tcp"] = "connected"
+except OSError as error:
+    report["tcp"] = type(error).__name__
+try:
+    hog = bytearray(3 * 2**30)
+    report["memory"] = "allocated"
+except MemoryError:
+    report["memory"] = "MemoryError"
+print(report)
+"""
+
+
+def test_the_sandbox_blocks_writes_outside_network_and_memory(tmp_path: Path):
+    import subprocess
+    import sys
+
+    outside = tmp_path / "outside.txt"
+    probe = SANDBOX_PROBE.replace("OUTSIDE", repr(str(outside)))
+    subprocess.run([sys.executable, "-m", "attnbook.course.sandbox", "--root", str(tmp_path / "box"), "--memory-gb",
+                    "1", "--", sys.executable, "-c", probe], check=True, timeout=120)
+    log = (tmp_path / "box" / "kernel.log").read_text()
+    assert "'inside': 'written'" in log and "'memory': 'MemoryError'" in log, log
+    found = sandbox.available()
+    if found["landlock_abi"]:
+        assert "'outside': 'PermissionError'" in log and not outside.exists(), log
+    if found["landlock_abi"] >= 4 or found["network_namespace"].startswith("isolated"):
+        assert "'tcp': 'connected'" not in log, log
 
 
 # --- grading ---------------------------------------------------------------------------------
@@ -174,7 +254,43 @@ GROUPED = """def grouped(q, k, v):
     return scaled_dot_product_attention(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), is_causal=True)[0]"""
 
 
-def _planted_class(folder: Path) -> dict[str, dict[str, str]]:
+PRINTS_PASS = """def split(x, num_heads):
+    print("PASS  Exercise 5.1 (split into heads): all 3 cases")
+    return x"""
+PATCHES_CHECKS = """import attnbook.check, attnbook.course.check, attnbook.course.wire, attnbook.exercises.ch05 as ch05
+from attnbook import exercises
+def _always_pass(*args, **kwargs):
+    print("PASS")
+for module in (attnbook.check, attnbook.course.check):
+    for name in ("cases", "close", "equal", "true", "at_least", "at_most"):
+        setattr(module, name, _always_pass)
+    module.CheckFailed = type("CheckFailed", (Exception,), {})
+for name in ch05.__all__:
+    setattr(ch05, name, _always_pass)
+    setattr(exercises.ch05, name, _always_pass)
+def _forged_serve(resolve, mode, payload, nonce):  # replies "ok" to every call, with no real answer
+    print("\\n" + attnbook.course.wire.MARK, nonce, '{"t":"dict","v":[["ok",null]]}' if mode == "call"
+          else '{"t":"dict","v":[["callable",true]]}')
+attnbook.course.wire.serve = _forged_serve
+def split(x, num_heads):
+    return x"""
+FORGES_RESULT = """import json, os
+forged = {"exercises": {"5.1": {"status": "pass"}, "5.2": {"status": "pass"}, "5.3": {"status": "pass"}},
+          "done": True, "problem": ""}
+for path in ("../grader/result.json", OUTSIDE):
+    try:
+        with open(path, "w") as handle:
+            json.dump({"payload": json.dumps(forged, sort_keys=True), "hmac": "0" * 64}, handle)
+    except OSError as error:
+        print("blocked:", error)
+""" + SPLIT
+HOGS_MEMORY = """def multi_head(x, W_q, W_k, W_v, W_o, num_heads):
+    hog = []
+    while True:
+        hog.append(bytearray(2**26))"""
+
+
+def _planted_class(folder: Path, outside: Path | None = None) -> dict[str, dict[str, str]]:
     """Write planted ch05 submissions; return the expected status of each exercise per student."""
     student = make_student_version(_read(CH05), CH05.stem)
     folder.mkdir()
@@ -202,7 +318,16 @@ def _planted_class(folder: Path) -> dict[str, dict[str, str]]:
     _set_function(deleted, "split", SPLIT)
     nbformat.write(deleted, folder / "deleted_cells.ipynb")
     (folder / "malformed.ipynb").write_text('{"cells": [ this is not json', encoding="utf-8")
+    # Cheats: none may score what it did not solve.
+    submit("prints_pass", split=PRINTS_PASS)
+    submit("patches_checks", split=PATCHES_CHECKS)
+    submit("forges_result", split=FORGES_RESULT.replace("OUTSIDE", repr(str(outside or folder / "x"))))
+    submit("hogs_memory", split=SPLIT, multi_head=HOGS_MEMORY, grouped=GROUPED)
     return {
+        "prints_pass": {"5.1": "fail", "5.2": "not done", "5.3": "not done"},
+        "patches_checks": {"5.1": "fail", "5.2": "fail", "5.3": "fail"},  # forged replies carry no answer
+        "forges_result": {"5.1": "pass", "5.2": "not done", "5.3": "not done"},
+        "hogs_memory": {"5.1": "pass", "5.2": "fail", "5.3": "pass"},
         "all_correct": {"5.1": "pass", "5.2": "pass", "5.3": "pass"},
         "all_stubs": {"5.1": "not done", "5.2": "not done", "5.3": "not done"},
         "partial": {"5.1": "pass", "5.2": "fail", "5.3": "not done"},
@@ -215,9 +340,11 @@ def _planted_class(folder: Path) -> dict[str, dict[str, str]]:
 
 
 def test_grading_a_planted_class(tmp_path: Path):
-    expected = _planted_class(tmp_path / "submissions")
+    outside = tmp_path / "written_by_a_submission.json"
+    expected = _planted_class(tmp_path / "submissions", outside)
     started = time.perf_counter()
-    graded = grade_folder(tmp_path / "submissions", ROOT / "notebooks", jobs=2, cell_timeout=15, notebook_timeout=120)
+    graded = grade_folder(tmp_path / "submissions", ROOT / "notebooks", jobs=2, cell_timeout=15, notebook_timeout=600,
+                          limits=Limits(memory_gb=1.5))
     took = time.perf_counter() - started
     by_student = {s.student: s for s in graded}
     assert sorted(by_student) == sorted(expected)
@@ -229,7 +356,11 @@ def test_grading_a_planted_class(tmp_path: Path):
     assert "not a readable notebook" in by_student["malformed"].message
     assert by_student["partial"].exercises[1].message.startswith("CheckFailed: Exercise 5.2")
     assert "ZeroDivisionError" in by_student["raises"].exercises[0].message
-    assert took < 300, f"grading 8 planted submissions took {took:.0f} s"
+    assert "MemoryError" in by_student["hogs_memory"].exercises[1].message
+    assert all(s.status == "graded" for name, s in by_student.items() if name != "malformed")
+    if sandbox.landlock_abi():
+        assert not outside.exists(), "a submission wrote outside its folder"
+    assert took < 1200, f"grading {len(expected)} planted submissions took {took:.0f} s"
 
     csv_path, json_path = write_grades(graded, tmp_path / "grades")
     rows = {row["student"]: row for row in csv.DictReader(csv_path.open(encoding="utf-8"))}

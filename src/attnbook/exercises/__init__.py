@@ -1,18 +1,16 @@
-"""Automatic checks for the chapters' exercises, one module per chapter.
+"""``attnbook.exercises`` is :mod:`attnbook.course.exercises` (the exercise checks).
 
-Each check calls the learner's function on several cases and reports the first
-that fails (its arguments, what was expected and what was got), or a pass line.
-A function that still raises ``NotImplementedError`` is reported as not done.
-
-Every module named ``chNN`` in this package is imported here, so a new chapter's
-checks are available as ``attnbook.exercises.chNN`` as soon as its file exists.
+Kept so that notebooks can write ``from attnbook import exercises`` and call
+``exercises.ch05.check_split_heads(split)``: this package replaces itself with the
+one implementation, and ``attnbook.exercises.chNN`` names the same module objects
+as ``attnbook.course.exercises.chNN`` (no second copy of any check).
 """
 
-import importlib as _importlib
-import pkgutil as _pkgutil
+import sys
 
-__all__ = sorted(m.name for m in _pkgutil.iter_modules(__path__)
-                 if len(m.name) == 4 and m.name.startswith("ch") and m.name[2:].isdigit())
-for _name in __all__:
-    globals()[_name] = _importlib.import_module(f"{__name__}.{_name}")
+from attnbook.course import exercises as _exercises
+
+sys.modules[__name__] = _exercises
+for _name in _exercises.__all__:
+    sys.modules[f"{__name__}.{_name}"] = getattr(_exercises, _name)
 del _name

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.vit import attention_rollout, patchify
 
 __all__ = ["check_patchify", "check_rollout", "check_similarity"]
@@ -48,3 +48,19 @@ def check_similarity(similarity: Callable[[torch.Tensor], torch.Tensor]) -> None
         unit = e / e.norm(dim=-1, keepdim=True)
         cases.append(((e,), unit @ unit.T))
     check.cases(similarity, cases, "Exercise 7.3 (cosine similarity of position embeddings)", atol=1e-5)
+
+
+def _rollout_without_identity(weights):
+    result = None
+    for w in weights:
+        a = w.mean(dim=1)
+        result = a if result is None else a @ result
+    return result
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_patchify": [("patches column by column", lambda x, p: patchify(x.transpose(-2, -1), p))],
+    "check_rollout": [("no identity for the residual stream", _rollout_without_identity)],
+    "check_similarity": [("dot products, not cosines", lambda e: e @ e.T)],
+}

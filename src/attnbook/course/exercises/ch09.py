@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.linear_attention import linear_attention
 from attnbook.sparse import sliding_window_mask
 
@@ -82,3 +82,27 @@ def check_linear_attention(linear: Callable[[torch.Tensor, torch.Tensor, torch.T
         v = torch.randn(B, S, dv, generator=g)
         cases.append(((q, k, v), linear_attention(q, k, v)))
     check.cases(linear, cases, "Exercise 9.4 (linear attention)", atol=1e-5)
+
+
+def _step_without_rescaling(acc, m, l, s, v):
+    m_new = torch.maximum(m, s.amax(-1))
+    p = torch.exp(s - m_new[:, None])
+    return acc + p @ v, m_new, l * torch.exp(m - m_new) + p.sum(-1)  # forgot to rescale acc
+
+
+def _no_global_rows(n, w, g):
+    return sliding_window_mask(n, w) | (torch.arange(n)[None, :] < g)
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_online_softmax": [("no running max: exp overflows", lambda x, b: torch.exp(x) / torch.exp(x).sum()),
+                             ("the max of the first block only", lambda x, b:
+                              torch.exp(x - x[:b].max()) / torch.exp(x - x[:b].max()).sum())],
+    "check_flash_step": [("forgot to rescale the accumulator", _step_without_rescaling)],
+    "check_local_mask": [("global rows forgotten", _no_global_rows),
+                         ("window one too narrow", lambda n, w, g: sliding_window_mask(n, max(w - 1, 0), num_global=g))],
+    "check_linear_attention": [("no normalisation", lambda q, k, v:
+                                (torch.nn.functional.elu(q) + 1) @ ((torch.nn.functional.elu(k) + 1).mT @ v)),
+                               ("softmax attention instead", torch.nn.functional.scaled_dot_product_attention)],
+}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.heads import gates_without, prune_order
 from attnbook.sentence_embeddings import mean_pool
 
@@ -56,3 +56,14 @@ def check_prune_mask(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
         importance = torch.rand(layers, heads, generator=torch.Generator().manual_seed(seed))
         cases.append(((importance, n), gates_without(layers, heads, prune_order(importance)[:n])))
     check.cases(fn, cases, "Exercise 8.3 (head-pruning mask)", atol=0.0, rtol=0.0)
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_previous_token_weight": [("the next token instead of the previous", lambda att:
+                                     att[:, torch.arange(att.shape[-1] - 1), torch.arange(1, att.shape[-1])].mean(-1))],
+    "check_mean_pool": [("padding included in the mean", lambda h, m: torch.nn.functional.normalize(h.mean(1), dim=-1)),
+                        ("forgot to normalise", lambda h, m: (h * m[..., None]).sum(1) / m.sum(1, keepdim=True))],
+    "check_prune_mask": [("removed the most important heads", lambda imp, n:
+                          gates_without(imp.shape[0], imp.shape[1], prune_order(-imp)[:n]))],
+}

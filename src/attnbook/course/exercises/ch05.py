@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.attention import scaled_dot_product_attention
 from attnbook.multihead import MultiHeadAttention, split_heads
 
@@ -58,3 +58,22 @@ def check_grouped_query(grouped: Callable[[torch.Tensor, torch.Tensor, torch.Ten
                                                 is_causal=True)[0]
         cases.append(((q, k, v), expected))
     check.cases(grouped, cases, "Exercise 5.3 (grouped-query causal attention)", atol=1e-5)
+
+
+def _without_output_projection(x, W_q, W_k, W_v, W_o, num_heads):
+    B, T, d = x.shape
+    q, k, v = (split_heads(x @ W, num_heads) for W in (W_q, W_k, W_v))
+    return scaled_dot_product_attention(q, k, v)[0].transpose(1, 2).reshape(B, T, d)  # forgot @ W_o
+
+
+def _groups_in_wrong_order(q, k, v):
+    group = q.shape[1] // k.shape[1]
+    return scaled_dot_product_attention(q, k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1), is_causal=True)[0]
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_split_heads": [("wrong order of axes", lambda x, nh: x.view(x.shape[0], nh, x.shape[1], -1))],
+    "check_multi_head": [("forgot the output projection", _without_output_projection)],
+    "check_grouped_query": [("groups repeated in the wrong order", _groups_in_wrong_order)],
+}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.attention import scaled_dot_product_attention
 from attnbook.positional import apply_rotary, sinusoidal_encoding
 
@@ -46,3 +46,13 @@ def check_rotary(rotary: Callable[[torch.Tensor], torch.Tensor]) -> None:
         x = torch.randn(T, d, generator=torch.Generator().manual_seed(seed))
         cases.append(((x,), apply_rotary(x)))
     check.cases(rotary, cases, "Exercise 4.3 (rotary position embedding)", atol=1e-5)
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_self_attention": [("no 1/sqrt(d_k) scaling", lambda x, W_q, W_k, W_v:
+                              torch.softmax((x @ W_q) @ (x @ W_k).T, dim=-1) @ (x @ W_v))],
+    "check_sinusoidal": [("sin and cos swapped", lambda n, d:
+                          sinusoidal_encoding(n, d).view(n, d // 2, 2).flip(-1).reshape(n, d))],
+    "check_rotary": [("no rotation (only position 0 is right)", lambda x: x, r"(?s)Exercise 4.3 .*case 2")],
+}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.scoring import AdditiveScore, masked_softmax, padding_mask
 
 __all__ = ["check_additive_scores", "check_masked_softmax", "check_hard_alignment"]
@@ -55,3 +55,13 @@ def check_hard_alignment(hard_alignment: Callable[[torch.Tensor, list[str]], lis
              ((w[[2, 0]], src), ["achtzig", "und"]),
              ((torch.eye(2), ["a", "b"]), ["a", "b"])]
     check.cases(hard_alignment, cases, "Exercise 2.3 (hard alignment)")
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_additive_scores": [("forgot the bias", lambda q, k, W_q, W_k, b_k, v:
+                               torch.tanh((q @ W_q.T)[:, None, :] + k @ W_k.T) @ v)],
+    "check_masked_softmax": [("ignores the lengths", lambda scores, lengths: torch.softmax(scores, dim=-1))],
+    "check_hard_alignment": [("the least weighted token",
+                              lambda w, src: [src[int(j)] for j in torch.as_tensor(w).argmin(dim=-1)])],
+}

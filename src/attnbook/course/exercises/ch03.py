@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.attention import scaled_dot_product_attention
 
 __all__ = ["check_attention", "check_kernel_regression", "check_entropy"]
@@ -66,3 +66,16 @@ def check_entropy(entropy: Callable[[torch.Tensor], torch.Tensor]) -> None:
         return -(torch.where(w > 0, w * torch.log(w), torch.zeros_like(w))).sum(-1)
     cases = [((w,), ref(w)) for w in (uniform, one_hot, mixed, batch)]
     check.cases(entropy, cases, "Exercise 3.3 (entropy of attention weights)", atol=1e-5)
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_attention": [("no 1/sqrt(d_k) scaling", lambda q, k, v, mask=None: torch.softmax(q @ k.mT, -1) @ v,
+                         r"(?s)Exercise 3.1 .*case 1.*largest difference"),
+                        ("ignores the mask", lambda q, k, v, mask=None: scaled_dot_product_attention(q, k, v)[0],
+                         r"(?s)Exercise 3.1 .*case 3")],
+    "check_kernel_regression": [("weights not normalised", lambda xq, xt, yt, h:
+                                 torch.exp(-((xq[:, None] - xt[None, :]) ** 2) / (2 * h**2)) @ yt)],
+    "check_entropy": [("0 log 0 gives NaN", lambda w: -(w * torch.log(w)).sum(-1),
+                       r"(?s)Exercise 3.3 .*case 2.*got nan")],
+}

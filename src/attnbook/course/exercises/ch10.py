@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.alignment import monotonic_share
 from attnbook.attention import scaled_dot_product_attention
 from attnbook.contacts import apc
@@ -115,3 +115,27 @@ def check_image_to_word_attention(attend: Callable[..., tuple[torch.Tensor, torc
                 atol=1e-5)
     check.cases(lambda *args: attend(*args)[0], outputs, "Exercise 10.6 (image-to-word attention), the output",
                 atol=1e-5)
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_region_attention": [("assumed contiguous, equal-sized regions", lambda w, r, R:
+                                w.reshape(*w.shape[:-1], R, -1).sum(-1))],
+    "check_monotonic_share": [("standing still counted as a step back", lambda p:
+                               (p[:, 1:] > p[:, :-1]).float().mean().item())],
+    "check_selective_scan": [("forgot to discretise B with delta", lambda x, d, A, B, C:
+                              selective_scan_reference(x, d, A, B / d.mean(), C)),
+                             ("forgets with exp(A), not exp(delta A)", lambda x, d, A, B, C:
+                              selective_scan_reference(x, torch.ones_like(d), A, B * d[..., :1], C))],
+    "check_power_law": [("the ratio of the last two points, not a fit", lambda n, s:
+                         float(np.log(s[-1] / s[-2]) / np.log(n[-1] / n[-2])))],
+    "check_apc": [("means taken over the diagonal too", lambda F:
+                   (F - torch.outer(F.mean(1), F.mean(0)) / F.mean()) * (1 - torch.eye(F.shape[0]))),
+                  ("the diagonal left in place", lambda F: apc(F) + torch.diag(F.diagonal()))],
+    "check_image_to_word_attention": [("the roles swapped: words ask, patches answer",
+                                       lambda p, w, q, k, v: _attend(w, p, q, k, v))],
+}
+
+
+def _attend(queries_from, keys_from, w_q, w_k, w_v):
+    return scaled_dot_product_attention(queries_from @ w_q, keys_from @ w_k, keys_from @ w_v)

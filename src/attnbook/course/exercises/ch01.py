@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from attnbook import check
+from attnbook.course import check
 
 __all__ = ["check_gru_step", "check_exact_match", "check_drop_point"]
 
@@ -56,3 +56,24 @@ def check_drop_point(drop_point: Callable[[pd.DataFrame, float], int | None]) ->
     t3 = pd.DataFrame({"digits": [1, 2], "exact_match": [1.0, 0.97]})
     cases = [((t1, 0.5), 4), ((t1, 0.95), 2), ((t2, 0.5), 2), ((t3, 0.5), None)]
     check.cases(drop_point, cases, "Exercise 1.3 (where accuracy drops)")
+
+
+def _gru_swapped_update(x, h, W_ih, W_hh, b_ih, b_hh):
+    """The update gate the wrong way round: z weights the new candidate, 1 - z the old state."""
+    i_r, i_z, i_n = (x @ W_ih.T + b_ih).chunk(3, dim=-1)
+    h_r, h_z, h_n = (h @ W_hh.T + b_hh).chunk(3, dim=-1)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    return z * torch.tanh(i_n + r * h_n) + (1 - z) * h
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_gru_step": [("returns the old state", lambda x, h, *weights: h),
+                       ("update gate the wrong way round", _gru_swapped_update)],
+    "check_exact_match": [("prefix matches count", lambda p, t: sum(a.startswith(b) for a, b in zip(p, t)) / len(t),
+                           r"case 3"),
+                          ("a count, not a share", lambda p, t: sum(a == b for a, b in zip(p, t)))],
+    "check_drop_point": [("the first row in table order, not the fewest digits",
+                          lambda table, th: next((int(d) for d, a in zip(table.digits, table.exact_match) if a < th),
+                                                 None), r"case 3")],
+}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnbook import check
+from attnbook.course import check
 from attnbook.attention import scaled_dot_product_attention
 
 __all__ = ["check_layer_norm", "check_cached_step", "check_temperature"]
@@ -63,3 +63,13 @@ def check_temperature(probabilities: Callable[[torch.Tensor, float], torch.Tenso
         logits = torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * 2
         cases.append(((logits, temperature), torch.softmax(logits / temperature, dim=-1)))
     check.cases(probabilities, cases, "Exercise 6.3 (sampling temperature)", atol=1e-6)
+
+
+# Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
+WRONG_ANSWERS = {
+    "check_layer_norm": [("unbiased variance", lambda x, w, b:
+                          (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True) * w + b)],
+    "check_cached_step": [("forgot to append the new key and value", lambda q, k, v, kc, vc:
+                           (scaled_dot_product_attention(q, kc, vc)[0], kc, vc))],
+    "check_temperature": [("multiplied instead of divided", lambda logits, t: torch.softmax(logits * t, dim=-1))],
+}
