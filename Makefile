@@ -10,6 +10,9 @@
 #   make student write student versions of the chapters (solutions replaced by stubs) to student/
 #   make grade SUBMISSIONS=folder
 #                grade a folder of submitted student notebooks into grades/grades.csv and .json
+#   make chapter NN=11 TITLE="Topic"
+#                write a new chapter's skeleton (notebook, exercises module, _toc.yml entry;
+#                see CONTRIBUTING.md)
 #   make serve   serve _build/html on http://127.0.0.1:8000
 #   make clean   remove build outputs (make distclean also removes .venv and node_modules)
 #
@@ -46,7 +49,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # MPLBACKEND is NOT exported: a Jupyter kernel only picks the inline backend (figures in
 # the book) when MPLBACKEND is unset. Plain pytest runs get Agg (no windows) below.
 
-.PHONY: help venv assets book test test-unit test-notebooks test-site sync student grade serve clean distclean FORCE
+.PHONY: help venv assets chapter book test test-unit test-notebooks test-site sync student grade serve clean distclean FORCE
 
 help:
 	@sed -n '3,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -115,6 +118,12 @@ SUBMISSIONS ?=
 grade: $(VENV_STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/folder  (see book/instructors.md)"; exit 2; }
 	$(PY) -m attnbook.course grade "$(SUBMISSIONS)" --source notebooks --out grades
+
+NN ?=
+TITLE ?=
+chapter: $(VENV_STAMP)
+	@test -n "$(NN)" -a -n "$(TITLE)" || { echo 'usage: make chapter NN=11 TITLE="Topic"  (see CONTRIBUTING.md)'; exit 2; }
+	$(PY) -m attnbook.course new-chapter $(NN) "$(TITLE)"
 
 # --- tests (in this order: fast to slow) ------------------------------------------------
 
