@@ -82,7 +82,7 @@ STUDENT_VERSIONS = $(PY) -m attnbook.course student notebooks/*.ipynb --zip atte
 # --- the book ---------------------------------------------------------------------------
 
 # Chapter 8's BertViz views load require.js, d3 and jQuery from the site's _static/ (see
-# attnbook.bertviz_bridge); in Jupyter they are inlined, and on Colab they come from a CDN.
+# attnbook.viz.assets); in Jupyter they are inlined, and on Colab they come from a CDN.
 # Set for the notebook tests too, since their outputs become the book's pages.
 book test-notebooks: export ATTNBOOK_BERTVIZ_ASSETS := static
 

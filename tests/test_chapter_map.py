@@ -27,29 +27,39 @@ def used_modules(path: Path) -> set[str]:
 
 
 def parse_map(text: str) -> dict[int, set[str]]:
-    """Rows ``NN  module, module, ...`` of the block that follows a line ending in 'modules it uses:'."""
+    """Rows ``NN  module, module, ...`` (or Markdown ``| NN | `module`, ... |``) after a line ending
+    in 'modules it uses:'; a row may go on over indented lines that start with a module name."""
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.rstrip().endswith("modules it uses:")), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip().rstrip("|").rstrip().endswith("modules it uses:")
+                  or line.rstrip().endswith("modules it uses |")), None)
     if start is None:
         raise ValueError("expected a line ending in 'modules it uses:' followed by the chapter rows, got none")
     rows: dict[int, set[str]] = {}
+    last = None
     for line in lines[start + 1:]:
-        m = re.match(r"^\s*\|?\s*(\d{1,2})\b[^|]*?\|?\s*([a-z_][\w., `]*)\|?\s*$", line)
-        if not line.strip():
+        cleaned = line.replace("`", "").strip().strip("|").strip()
+        if not cleaned or set(cleaned) <= set("-| "):
             if rows:
                 break
             continue
-        if m is None:
-            if rows:
-                break
-            continue
-        rows[int(m.group(1))] = {x.strip(" `") for x in m.group(2).split(",") if x.strip(" `")}
+        m = re.match(r"^(\d{1,2})\s*\|?\s+([a-z_][\w., |]*)$", cleaned)
+        if m:
+            last = int(m.group(1))
+            rows[last] = set()
+            names = m.group(2)
+        elif last is not None and re.match(r"^[a-z_][\w., ]*$", cleaned):
+            names = cleaned
+        else:
+            break
+        rows[last] |= {x.strip(" |") for x in names.split(",") if x.strip(" |")}
     return rows
 
 
 def test_parse_map_reads_rows_and_fails_without_a_header() -> None:
-    rows = parse_map("Chapters and the modules it uses:\n\n  1  rnn, tasks\n  2  scoring\n\nrest")
-    assert rows == {1: {"rnn", "tasks"}, 2: {"scoring"}}
+    rows = parse_map("Chapters and the modules it uses:\n\n  1  rnn, tasks,\n     cost\n  2  scoring\n\nrest")
+    assert rows == {1: {"rnn", "tasks", "cost"}, 2: {"scoring"}}
+    table = "| chapter | modules it uses |\n| --- | --- |\n| 1 | `rnn`, `tasks` |\n| 10 | `ssm` |\n"
+    assert parse_map(table) == {1: {"rnn", "tasks"}, 10: {"ssm"}}
     with pytest.raises(ValueError, match="modules it uses"):
         parse_map("no map here")
 

@@ -306,7 +306,7 @@ def test_student_versions_are_published(visit, site_url: str) -> None:
 
 
 # Chapter 8 draws BertViz views with require.js, d3 and jQuery served by the site itself
-# (src/attnbook/bertviz_bridge.py; with the libraries inlined instead, the same checks hold).
+# (src/attnbook/viz/bertviz.py; with the libraries inlined instead, the same checks hold).
 BERTVIZ_VIEWS = {"bertviz-ch08-head": "head view", "bertviz-ch08-model": "model view"}
 
 
