@@ -4,7 +4,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnbook.attention import SelfAttention, causal_mask, key_padding_mask, scaled_dot_product_attention
+from attnbook import masks
+from attnbook.attention import (SelfAttention, causal_mask, compute_attention, fused_attention, key_padding_mask,
+                                scaled_dot_product_attention)
 
 
 @st.composite
@@ -30,8 +32,15 @@ def qkv_and_mask(draw):
 def test_matches_pytorch_fused_attention(args):
     q, k, v, mask, is_causal = args
     out, w = scaled_dot_product_attention(q, k, v, mask, is_causal=is_causal)
-    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+    L, S = q.shape[-2], k.shape[-2]
+    # causal is bottom-right aligned: PyTorch's own is_causal (top-left) only agrees when L == S
+    ref_mask = causal_mask(L, S) if is_causal else mask
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=ref_mask)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    if is_causal and L == S:
+        torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-5,
+                                   rtol=1e-4)
+    torch.testing.assert_close(fused_attention(q, k, v, mask, is_causal=is_causal), out, atol=1e-5, rtol=1e-4)
     assert not torch.isnan(w).any()
     sums = w.sum(-1)
     assert torch.all(torch.isclose(sums, torch.ones_like(sums), atol=1e-5) | (sums == 0))
@@ -71,7 +80,8 @@ def test_causal_mask_and_is_causal_agree():
     b, _ = scaled_dot_product_attention(q, k, v, causal_mask(5))
     torch.testing.assert_close(a, b)
     assert (wa.triu(1) == 0).all()
-    assert causal_mask(2, 3).tolist() == [[True, False, False], [True, True, False]]
+    assert causal_mask(2, 3).tolist() == [[True, True, False], [True, True, True]]  # bottom-right
+    assert causal_mask is masks.causal_mask and key_padding_mask is masks.padding_mask  # one implementation
 
 
 @settings(max_examples=30, deadline=None)
@@ -149,3 +159,46 @@ def test_bad_inputs():
         key_padding_mask(torch.tensor([1, 4]), 3)
     with pytest.raises(ValueError, match="num_queries to be positive, got 0"):
         causal_mask(0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(qkv_and_mask(), st.booleans())
+def test_scratch_and_fused_give_the_same_outputs_and_gradients(args, add_causal):
+    q, k, v, mask, is_causal = args
+    is_causal = is_causal or add_causal
+    if mask is not None and mask.dtype == torch.bool:
+        mask = mask.clone()
+        mask[..., -1] = True  # the last key is visible to every query (with causal too): no empty row
+    grads = []
+    for kind in ("scratch", "fused"):
+        qq, kk, vv = (t.clone().requires_grad_(True) for t in (q, k, v))
+        out, w = compute_attention(qq, kk, vv, mask, is_causal=is_causal, kind=kind)
+        assert w is None
+        out.square().sum().backward()
+        grads.append((out.detach(), qq.grad, kk.grad, vv.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_compute_attention_returns_weights_only_when_asked_and_checks_the_kind():
+    q, k, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 2)
+    out, w = compute_attention(q, k, v, kind="fused", need_weights=True)  # weights force the scratch path
+    ref, ref_w = scaled_dot_product_attention(q, k, v)
+    assert torch.equal(out, ref) and torch.equal(w, ref_w)
+    with pytest.raises(ValueError, match="attention to be one of 'scratch', 'fused', got 'flash'"):
+        compute_attention(q, k, v, kind="flash")
+    with pytest.raises(ValueError, match="attention to be one of"):
+        SelfAttention(4, attention="fast")
+    layer = SelfAttention(4, attention="fused")
+    x = torch.randn(2, 5, 4)
+    out, w = layer(x, is_causal=True, need_weights=True)
+    torch.testing.assert_close(layer(x, is_causal=True), out, atol=1e-6, rtol=1e-5)
+    assert w.shape == (2, 5, 5) and (w.triu(1) == 0).all()
+
+
+def test_causal_with_more_queries_than_keys_hides_everything_from_the_first_queries():
+    q, k, v = torch.randn(1, 4, 3), torch.randn(1, 2, 3), torch.randn(1, 2, 3)
+    out, w = scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert (out[0, :2] == 0).all() and (w[0, :2] == 0).all()  # queries 0, 1 come before every key
+    torch.testing.assert_close(w[0, 2:].sum(-1), torch.ones(2))
+    torch.testing.assert_close(fused_attention(q, k, v, is_causal=True), out, atol=1e-6, rtol=1e-5)

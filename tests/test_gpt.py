@@ -6,10 +6,10 @@ from hypothesis import strategies as st
 from attnbook.gpt import GPT, GPTConfig
 
 
-def _model(num_kv_heads=None, seed=0):
+def _model(num_kv_heads=None, seed=0, **kw):
     torch.manual_seed(seed)
     return GPT(GPTConfig(vocab_size=11, block_size=16, d_model=16, num_heads=4, num_layers=2,
-                         num_kv_heads=num_kv_heads)).eval()
+                         num_kv_heads=num_kv_heads, **kw)).eval()
 
 
 @settings(max_examples=25, deadline=None)
@@ -25,9 +25,10 @@ def test_gpt_does_not_leak_the_future(T, cut, seed):
         torch.testing.assert_close(model(ids)[:, :cut], model(changed)[:, :cut], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("attention", ["scratch", "fused"])
 @pytest.mark.parametrize("num_kv_heads", [None, 2, 1])
-def test_cached_logits_equal_uncached(num_kv_heads):
-    model = _model(num_kv_heads)
+def test_cached_logits_equal_uncached(num_kv_heads, attention):
+    model = _model(num_kv_heads, attention=attention)
     ids = torch.randint(0, 11, (3, 10), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         full = model(ids)
@@ -40,8 +41,9 @@ def test_cached_logits_equal_uncached(num_kv_heads):
     assert past[0][0].shape == (3, num_kv_heads or 4, 10, 4)
 
 
-def test_cached_generation_gives_the_same_tokens():
-    model = _model()
+@pytest.mark.parametrize("attention", ["scratch", "fused"])
+def test_cached_generation_gives_the_same_tokens(attention):
+    model = _model(attention=attention)
     prompt = torch.tensor([[1, 2, 3], [4, 5, 6]])
     greedy = [model.generate(prompt, 10, temperature=0, use_cache=c) for c in (True, False)]
     assert torch.equal(greedy[0], greedy[1])
@@ -83,3 +85,60 @@ def test_bad_input_is_reported_clearly():
         model(torch.zeros(1, 3))
     with pytest.raises(ValueError, match="temperature"):
         model.generate(torch.zeros(1, 3, dtype=torch.long), 2, temperature=-1.0)
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"targets of the same shape as ids \(2, 3\).*got \(2, 2\)"):
+        model.loss(ids, ids[:, :2])
+    with pytest.raises(TypeError, match="expected targets to be an integer tensor, got dtype torch.float32"):
+        model.loss(ids, ids.float())
+    with pytest.raises(ValueError, match=r"expected targets in \[0, 11\), got values from -1 to 12"):
+        model.loss(ids, torch.tensor([[0, -1, 2], [0, 12, 0]]))
+    _, past = model(ids, use_cache=True)
+    with pytest.raises(ValueError, match=r"cache with one \(keys, values\) entry per block \(2\), got 1"):
+        model(ids, past=past[:1])
+    with pytest.raises(ValueError, match="each cache entry to be a \\(keys, values\\) pair"):
+        model(ids, past=[torch.zeros(3), torch.zeros(3)])
+    with pytest.raises(ValueError, match=r"past keys of shape .* got \(2, 4, 3, 2\)"):
+        model(ids, past=[(k[..., :2], v[..., :2]) for k, v in past])
+    with pytest.raises(ValueError, match="attention to be one of"):
+        GPTConfig(vocab_size=5, block_size=8, attention="flash")
+    with pytest.raises(TypeError, match="tie_weights to be a bool"):
+        GPTConfig(vocab_size=5, block_size=8, tie_weights=1)
+
+
+def test_scratch_and_fused_give_the_same_logits_and_gradients():
+    ids = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(0))
+    grads = []
+    for attention in ("scratch", "fused"):
+        model = _model(num_kv_heads=2, attention=attention).train()
+        loss = model.loss(ids[:, :-1], ids[:, 1:])
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_forward_needs_no_host_device_sync():
+    """On the meta device every value read (int(t), .item(), bool(t)) raises: the forward never reads one."""
+    for attention in ("scratch", "fused"):
+        model = _model(attention=attention).to("meta")
+        ids = torch.zeros(2, 8, dtype=torch.long, device="meta")
+        loss = model.loss(ids, ids)
+        assert loss.shape == () and loss.device.type == "meta"
+        logits, past = model(ids, use_cache=True)
+        logits, past = model(ids[:, :1], past=past, use_cache=True)
+        assert logits.shape == (2, 1, 11) and past[0][0].shape == (2, 4, 9, 4)
+    with pytest.raises(Exception):
+        int(ids.sum())  # the check above is meaningful: reading a meta value fails
+
+
+def test_tied_weights_share_one_matrix_and_defaults_keep_the_old_initialisation():
+    tied = _model(tie_weights=True)
+    assert tied.head.weight is tied.token_embedding.weight
+    untied = _model()
+    assert sum(p.numel() for p in tied.parameters()) == sum(p.numel() for p in untied.parameters()) - 11 * 16
+    big = GPT(GPTConfig(vocab_size=100, block_size=64, d_model=64, num_heads=4, num_layers=2))
+    for name, p in big.named_parameters():  # every Linear and Embedding from N(0, 0.02), biases zero
+        if name.endswith("weight") and p.dim() == 2:
+            assert abs(p.std().item() - 0.02) < 0.002, name
+        elif "norm" not in name:
+            assert p.abs().sum() == 0, name

@@ -151,3 +151,63 @@ def test_bad_input_is_reported_clearly():
         layer(torch.randn(1, 3, 8), torch.randn(2, 3, 8))
     with pytest.raises(ValueError, match="batch_first=True"):
         MultiHeadAttention.from_torch(nn.MultiheadAttention(8, 2))
+
+
+def _pair(kv, seed=0, **kw):
+    torch.manual_seed(seed)
+    scratch = MultiHeadAttention(d_model=16, num_heads=4, num_kv_heads=kv, attention="scratch", **kw)
+    fused = MultiHeadAttention(d_model=16, num_heads=4, num_kv_heads=kv, attention="fused", **kw)
+    fused.load_state_dict(scratch.state_dict())
+    return scratch, fused
+
+
+@settings(max_examples=40, deadline=None)
+@given(L=st.integers(1, 7), S=st.integers(1, 7), kv=st.sampled_from([1, 2, 4]),
+       kind=st.sampled_from(["none", "bool", "float", "bool-per-head"]), causal=st.booleans(),
+       seed=st.integers(0, 1000))
+def test_scratch_and_fused_agree_in_outputs_and_gradients(L, S, kv, kind, causal, seed):
+    scratch, fused = _pair(kv, seed)
+    g = torch.Generator().manual_seed(seed)
+    x, context = torch.randn(2, L, 16, generator=g), torch.randn(2, S, 16, generator=g)
+    mask = {"none": None, "bool": torch.rand(2, L, S, generator=g) < 0.6,
+            "float": torch.randn(L, S, generator=g), "bool-per-head": torch.rand(2, 4, L, S, generator=g) < 0.6}[kind]
+    if mask is not None and mask.dtype == torch.bool:
+        mask[..., -1] = True  # no query without keys (bottom-right causal keeps the last key too)
+    results = []
+    for layer in (scratch, fused):
+        xx, cc = x.clone().requires_grad_(True), context.clone().requires_grad_(True)
+        out = layer(xx, cc, mask, is_causal=causal)
+        out.square().sum().backward()
+        results.append([out.detach(), xx.grad, cc.grad] + [p.grad for p in layer.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kv", [4, 2, 1])
+def test_fused_attend_with_a_cache_matches_full_causal_attention(kv):
+    scratch, fused = _pair(kv)
+    x = torch.randn(2, 7, 16)
+    for layer in (scratch, fused):
+        full = layer(x, is_causal=True)
+        k, v = layer.project_kv(x)
+        for new in (1, 3):  # one new token, or three after four cached (L != S)
+            out, w = layer.attend(x[:, -new:], k, v, is_causal=True, need_weights=False)
+            assert w is None
+            torch.testing.assert_close(out, full[:, -new:], atol=1e-5, rtol=1e-5)
+    out_f, w_f = fused.attend(x[:, -3:], *fused.project_kv(x), is_causal=True)  # weights asked: scratch path
+    out_s, w_s = scratch.attend(x[:, -3:], *scratch.project_kv(x), is_causal=True)
+    torch.testing.assert_close(out_f, out_s)
+    torch.testing.assert_close(w_f, w_s)
+
+
+def test_attend_reports_bad_cached_keys():
+    layer = MultiHeadAttention(d_model=8, num_heads=2, num_kv_heads=1)
+    x = torch.randn(1, 3, 8)
+    k, v = layer.project_kv(x)
+    with pytest.raises(ValueError, match=r"keys of shape \(B, num_kv_heads, S, head_dim\) = \(1, 1, 3, 4\), "
+                                         r"got \(1, 2, 3, 4\)"):
+        layer.attend(x, k.expand(1, 2, 3, 4), v)
+    with pytest.raises(ValueError, match=r"values of shape .* got \(1, 1, 2, 4\)"):
+        layer.attend(x, k, v[:, :, :2])
+    with pytest.raises(ValueError, match="attention to be one of"):
+        MultiHeadConfig(d_model=8, num_heads=2, attention="sdpa")

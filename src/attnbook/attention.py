@@ -1,19 +1,27 @@
-"""Scaled dot-product attention, its masks, and single-head self-attention.
+"""Scaled dot-product attention, from scratch and fused, and single-head self-attention.
 
 ``Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V`` (Vaswani et al., 2017):
 every query is compared with every key by a dot product, the scores are scaled
 by ``1 / sqrt(d_k)``, turned into weights by a softmax over the keys, and the
 weights average the values.
 
-Mask convention (the same as :func:`torch.nn.functional.scaled_dot_product_attention`):
+Two implementations of the same function, chosen by name (``attention=`` in every
+layer's config):
 
-* a **boolean** mask says where a query *may attend*: ``True`` = may attend,
-  ``False`` = this key gets exactly zero weight;
-* a **floating-point** mask is *added* to the scores (``0`` keeps a key,
-  ``-inf`` removes it, anything else biases it).
+* ``"scratch"``: :func:`scaled_dot_product_attention`, the book's own few lines; it
+  returns the weights, so chapters can show them;
+* ``"fused"``: :func:`fused_attention`, PyTorch's
+  :func:`torch.nn.functional.scaled_dot_product_attention` (one fused kernel, no
+  weights kept: faster and leaner for training). Asking for the weights
+  (``need_weights=True``) always takes the scratch path.
+
+Masks follow :mod:`attnbook.masks`: a **boolean** mask says where a query *may attend*
+(``True`` = may attend, ``False`` = exactly zero weight); a **floating-point** mask is
+*added* to the scores. ``is_causal=True`` is aligned at the bottom right (query ``i``
+of ``L`` sees keys ``0 .. i + S - L``; the plain lower triangle when ``L == S``).
 
 A query whose every key is masked out gets all-zero weights and a zero output
-(not NaN), which is also what PyTorch's fused kernel returns.
+(not NaN), which is also what PyTorch's fused kernel returns for a bool mask on the CPU.
 """
 
 from __future__ import annotations
@@ -24,87 +32,37 @@ import torch
 from torch import nn
 
 from attnbook import _validate
+from attnbook.masks import causal_mask, check_mask, combine_masks
+from attnbook.masks import padding_mask as key_padding_mask
 from attnbook.positional import apply_rotary
 
-__all__ = ["scaled_dot_product_attention", "causal_mask", "key_padding_mask", "SelfAttention"]
+__all__ = ["scaled_dot_product_attention", "fused_attention", "compute_attention", "ATTENTION_KINDS",
+           "causal_mask", "key_padding_mask", "SelfAttention"]
+
+ATTENTION_KINDS = ("scratch", "fused")
+"""The names ``attention=`` accepts: the from-scratch function or PyTorch's fused kernel."""
 
 
-def _check_qkv(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
-    for name, x in (("query", query), ("key", key), ("value", value)):
-        _validate.tensor(x, name, floating=True)
-        if x.dim() < 2:
-            raise ValueError(f"expected {name} with at least 2 dimensions (..., length, width), "
-                             f"got shape {tuple(x.shape)}")
-    if query.shape[-1] != key.shape[-1]:
-        raise ValueError(f"expected query and key of the same width d_k, got {query.shape[-1]} and "
-                         f"{key.shape[-1]} (shapes {tuple(query.shape)} and {tuple(key.shape)})")
-    if key.shape[-2] != value.shape[-2]:
-        raise ValueError(f"expected key and value of the same length (one value per key), got "
-                         f"{key.shape[-2]} and {value.shape[-2]} (shapes {tuple(key.shape)} and {tuple(value.shape)})")
-    try:
-        torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
-    except RuntimeError:
-        raise ValueError(f"expected query, key and value whose leading (batch) dimensions broadcast, got shapes "
-                         f"{tuple(query.shape)}, {tuple(key.shape)} and {tuple(value.shape)}") from None
-
-
-def _check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
-    _validate.tensor(mask, "mask")
-    if mask.dtype != torch.bool and not mask.is_floating_point():
-        raise TypeError(f"expected a bool mask (True = may attend) or a floating-point mask (added to the "
-                        f"scores), got dtype {mask.dtype}")
-    target = tuple(scores_shape)
-    should = target[-mask.dim():] if 0 < mask.dim() <= len(target) else target
-    try:
-        ok = torch.broadcast_shapes(mask.shape, scores_shape) == scores_shape
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"The shape of the mask is {tuple(mask.shape)}, but should be {should} "
-                         f"(it must broadcast to the scores' shape {target}: (..., queries, keys)).")
-
-
-def causal_mask(num_queries: int, num_keys: int | None = None, *,
-                device: torch.device | str | None = None) -> torch.Tensor:
-    """Boolean mask letting query ``i`` attend to keys ``0..i`` only (True = may attend).
-
-    With ``num_keys != num_queries`` the triangle is aligned at the top left, as
-    ``is_causal=True`` does in PyTorch.
-
-    Shape:
-        -> mask: (num_queries, num_keys)
-    """
-    _validate.positive_int(num_queries, "num_queries")
-    num_keys = num_queries if num_keys is None else _validate.positive_int(num_keys, "num_keys")
-    return torch.ones(num_queries, num_keys, dtype=torch.bool, device=device).tril()
-
-
-def key_padding_mask(lengths: torch.Tensor, num_keys: int | None = None) -> torch.Tensor:
-    """Boolean mask, True on each sequence's real keys and False on its padding.
-
-    It has a singleton query axis, so it broadcasts against scores of shape (B, L, S).
-
-    Shape:
-        lengths: (B,) -> mask: (B, 1, num_keys)
-    """
-    _validate.tensor(lengths, "lengths", ndim=1, integer=True)
-    num_keys = int(lengths.max()) if num_keys is None else _validate.positive_int(num_keys, "num_keys")
-    _validate.lengths(lengths, lengths.shape[0], num_keys)
-    return (torch.arange(num_keys, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(1)
+def _check_options(is_causal: object, scale: object) -> None:
+    if not isinstance(is_causal, bool):
+        raise TypeError(f"expected is_causal to be a bool, got {type(is_causal).__name__}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
+        raise TypeError(f"expected scale to be a number, got {type(scale).__name__}")
 
 
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                  mask: torch.Tensor | None = None, *, is_causal: bool = False,
                                  scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``softmax(Q K^T * scale + mask) V``, returning the output and the weights.
+    """``softmax(Q K^T * scale + mask) V`` from scratch, returning the output and the weights.
 
     Args:
         query, key, value: the three inputs; leading dimensions are batch
             dimensions and must broadcast.
         mask: ``None``, a bool mask (True = may attend) or a float mask added to
             the scores; it must broadcast to (..., L, S).
-        is_causal: also hide the keys after each query (top-left triangle, as
-            PyTorch's ``is_causal``); combined with ``mask`` when both are given.
+        is_causal: also hide the keys after each query, bottom-right aligned (query
+            ``i`` sees keys ``0 .. i + S - L``; see :mod:`attnbook.masks`); combined
+            with ``mask`` when both are given.
         scale: the factor on the scores; default ``1 / sqrt(d_k)``.
 
     A query with every key masked gets zero weights and a zero output.
@@ -113,30 +71,81 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
         query: (..., L, d_k); key: (..., S, d_k); value: (..., S, d_v)
         -> output: (..., L, d_v); weights: (..., L, S), each row sums to 1 (or 0 if fully masked)
     """
-    _check_qkv(query, key, value)
-    if not isinstance(is_causal, bool):
-        raise TypeError(f"expected is_causal to be a bool, got {type(is_causal).__name__}")
+    _validate.attention_inputs(query, key, value)
+    _check_options(is_causal, scale)
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
-    elif isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"expected scale to be a number, got {type(scale).__name__}")
     scores = (query @ key.transpose(-2, -1)) * scale  # (..., L, S)
     L, S = scores.shape[-2:]
     allowed = None  # bool, True = may attend
     if mask is not None:
-        _check_mask(mask, scores.shape)
+        check_mask(mask, scores.shape)
         if mask.dtype == torch.bool:
             allowed = mask
         else:
             scores = scores + mask.to(scores.dtype)
     if is_causal:
-        tri = causal_mask(L, S, device=scores.device)
+        tri = causal_mask(L, S, device=scores.device)  # (L, S), bottom-right
         allowed = tri if allowed is None else allowed & tri
     if allowed is not None:
         scores = scores.masked_fill(~allowed, float("-inf"))
     weights = torch.softmax(scores, dim=-1)  # (..., L, S)
     weights = torch.nan_to_num(weights, nan=0.0)  # fully masked rows: exp(-inf)/0 -> 0, not NaN
     return weights @ value, weights  # (..., L, d_v), (..., L, S)
+
+
+def fused_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    mask: torch.Tensor | None = None, *, is_causal: bool = False,
+                    scale: float | None = None, enable_gqa: bool = False) -> torch.Tensor:
+    """The same function through PyTorch's fused kernel; returns only the output.
+
+    Arguments and masks as :func:`scaled_dot_product_attention` (bottom-right
+    ``is_causal``: for ``L != S`` an explicit mask is passed, as PyTorch's own flag is
+    top-left). With ``enable_gqa`` the key/value head axis (-3) may be a divisor of
+    the query's: each key/value head serves a group of consecutive query heads.
+
+    Shape:
+        query: (..., L, d_k); key: (..., S, d_k); value: (..., S, d_v) -> output: (..., L, d_v)
+    """
+    _validate.attention_inputs(query, key, value, gqa=enable_gqa)
+    _check_options(is_causal, scale)
+    L, S = query.shape[-2], key.shape[-2]
+    if mask is not None:
+        check_mask(mask, (*query.shape[:-2], L, S))
+        if mask.dtype != torch.bool and mask.dtype != query.dtype:
+            mask = mask.to(query.dtype)
+    if is_causal and (mask is not None or L != S):
+        if L > 1:  # a single query after a cache sees every key: nothing to hide
+            mask = combine_masks(mask, causal_mask(L, S, device=query.device))
+        is_causal = False
+    return nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=is_causal,
+                                                      scale=scale, enable_gqa=enable_gqa)
+
+
+def compute_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      mask: torch.Tensor | None = None, *, is_causal: bool = False, scale: float | None = None,
+                      kind: str = "scratch", need_weights: bool = False, enable_gqa: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention by ``kind`` (``"scratch"`` or ``"fused"``); the weights when asked, else ``None``.
+
+    ``need_weights=True`` always takes the scratch path (the fused kernel keeps no weights).
+    ``enable_gqa``: as in :func:`fused_attention`; the scratch path repeats each key/value
+    head for its group of query heads.
+
+    Shape:
+        as :func:`scaled_dot_product_attention` -> output: (..., L, d_v); weights: (..., L, S) or None
+    """
+    if kind == "scratch" or need_weights:
+        if enable_gqa:
+            _validate.attention_inputs(query, key, value, gqa=True)
+            group = query.shape[-3] // key.shape[-3]
+            if group > 1:  # each key/value head serves `group` consecutive query heads
+                key, value = key.repeat_interleave(group, dim=-3), value.repeat_interleave(group, dim=-3)
+        out, weights = scaled_dot_product_attention(query, key, value, mask, is_causal=is_causal, scale=scale)
+        return out, (weights if need_weights else None)
+    if kind != "fused":
+        _validate.choice(kind, "attention", ATTENTION_KINDS)
+    return fused_attention(query, key, value, mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa), None
 
 
 class SelfAttention(nn.Module):
@@ -152,6 +161,7 @@ class SelfAttention(nn.Module):
         d_head: width of queries, keys and values (default ``d_model``); even for RoPE.
         bias: whether the four projections have biases.
         rotary: apply rotary position embeddings to queries and keys.
+        attention: ``"scratch"`` or ``"fused"`` (see the module docstring).
 
     Shape:
         x: (B, T, d_model); mask: broadcastable to (B, T, T)
@@ -159,8 +169,9 @@ class SelfAttention(nn.Module):
     """
 
     def __init__(self, d_model: int, d_head: int | None = None, *, bias: bool = False, rotary: bool = False,
-                 rotary_base: float = 10000.0):
+                 rotary_base: float = 10000.0, attention: str = "scratch"):
         super().__init__()
+        self.attention = _validate.choice(attention, "attention", ATTENTION_KINDS)
         self.d_model = _validate.positive_int(d_model, "d_model")
         self.d_head = d_model if d_head is None else _validate.positive_int(d_head, "d_head")
         if rotary and self.d_head % 2:
@@ -180,6 +191,7 @@ class SelfAttention(nn.Module):
         q, k, v = self.w_q(x), self.w_k(x), self.w_v(x)  # (B, T, d_head) each
         if self.rotary:
             q, k = apply_rotary(q, base=self.rotary_base), apply_rotary(k, base=self.rotary_base)
-        out, weights = scaled_dot_product_attention(q, k, v, mask, is_causal=is_causal)  # (B, T, d_head), (B, T, T)
+        out, weights = compute_attention(q, k, v, mask, is_causal=is_causal, kind=self.attention,
+                                         need_weights=need_weights)  # (B, T, d_head), (B, T, T) or None
         out = self.w_o(out)  # (B, T, d_model)
         return (out, weights) if need_weights else out

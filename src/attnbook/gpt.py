@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from attnbook import _validate
-from attnbook.multihead import MultiHeadAttention, MultiHeadConfig
-from attnbook.transformer import FeedForward, LayerNorm
+from attnbook.attention import ATTENTION_KINDS
+from attnbook.layers import Block, BlockConfig, LayerNorm
+from attnbook.multihead import MultiHeadConfig
 
 __all__ = ["GPTConfig", "GPTBlock", "GPT", "KVCache"]
 
@@ -30,7 +31,7 @@ KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass
 class GPTConfig:
-    """Sizes of a :class:`GPT`.
+    """Sizes and options of a :class:`GPT`.
 
     Attributes:
         vocab_size: number of tokens.
@@ -38,6 +39,10 @@ class GPTConfig:
         d_model, num_heads, num_layers: width, heads per block and blocks.
         num_kv_heads: key/value heads (``None``: ``num_heads``; fewer: grouped-query).
         d_ff: the feed-forward inner width (``None``: ``4 * d_model``).
+        attention: ``"scratch"`` (the book's function, default) or ``"fused"``
+            (PyTorch's kernel: same numbers, faster training).
+        dropout: dropout on the embeddings and on each sub-layer's output (training only).
+        tie_weights: the read-out shares the token embedding's matrix (Press & Wolf, 2017).
     """
 
     vocab_size: int
@@ -47,40 +52,33 @@ class GPTConfig:
     num_layers: int = 4
     num_kv_heads: int | None = None
     d_ff: int | None = None
+    attention: str = "scratch"
+    dropout: float = 0.0
+    tie_weights: bool = False
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "num_layers"):
             _validate.positive_int(getattr(self, name), name)
         MultiHeadConfig(self.d_model, self.num_heads, self.num_kv_heads)  # checks the sizes
         self.d_ff = 4 * self.d_model if self.d_ff is None else _validate.positive_int(self.d_ff, "d_ff")
+        _validate.choice(self.attention, "attention", ATTENTION_KINDS)
+        _validate.probability(self.dropout, "dropout")
+        if not isinstance(self.tie_weights, bool):
+            raise TypeError(f"expected tie_weights to be a bool, got {type(self.tie_weights).__name__}")
+
+    def block(self) -> BlockConfig:
+        return BlockConfig(self.d_model, self.num_heads, self.d_ff, self.num_kv_heads, norm_first=True,
+                           dropout=self.dropout, attention=self.attention)
 
 
-class GPTBlock(nn.Module):
-    """Pre-LN block: ``x + CausalAttn(LN(x))``, then ``x + FF(LN(x))``, with an optional KV cache.
+def GPTBlock(config: GPTConfig) -> Block:
+    """The GPT block: a pre-LN :class:`~attnbook.layers.Block` (``x + CausalAttn(LN(x))``, ``x + FF(LN(x))``).
 
-    Shape:
-        x: (B, T, d_model); past: keys, values (B, num_kv_heads, T_past, head_dim) or None
-        -> x: (B, T, d_model); present: keys, values (B, num_kv_heads, T_past + T, head_dim)
+    Call it with ``is_causal=True`` and, for a KV cache, ``past=`` and ``use_cache=True``.
     """
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        c = config
-        self.norm1, self.norm2 = LayerNorm(c.d_model), LayerNorm(c.d_model)
-        self.attention = MultiHeadAttention(d_model=c.d_model, num_heads=c.num_heads, num_kv_heads=c.num_kv_heads)
-        self.feed_forward = FeedForward(c.d_model, c.d_ff)
-
-    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        h = self.norm1(x)
-        k, v = self.attention.project_kv(h)  # (B, nkv, T, hs) each
-        if past is not None:
-            k = torch.cat([past[0], k], dim=2)  # (B, nkv, T_past + T, hs)
-            v = torch.cat([past[1], v], dim=2)
-        a, _ = self.attention.attend(h, k, v, is_causal=True)  # new queries see the past and themselves
-        x = x + a  # (B, T, d_model)
-        x = x + self.feed_forward(self.norm2(x))
-        return x, (k, v)
+    if not isinstance(config, GPTConfig):
+        raise TypeError(f"expected a GPTConfig, got {type(config).__name__}")
+    return Block(config.block())
 
 
 class GPT(nn.Module):
@@ -98,10 +96,12 @@ class GPT(nn.Module):
         self.config = c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
         self.position_embedding = nn.Embedding(c.block_size, c.d_model)
-        self.blocks = nn.ModuleList(GPTBlock(c) for _ in range(c.num_layers))
+        self.blocks = nn.ModuleList(Block(c.block()) for _ in range(c.num_layers))
         self.final_norm = LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.apply(self._init)
+        if c.tie_weights:
+            self.head.weight = self.token_embedding.weight  # one (vocab_size, d_model) matrix, used twice
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -112,25 +112,36 @@ class GPT(nn.Module):
 
     def forward(self, ids: torch.Tensor, *, past: KVCache | None = None, use_cache: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
+        c = self.config
         _validate.tensor(ids, "ids", ndim=2, integer=True)
         B, T = ids.shape
         if T < 1:
             raise ValueError(f"expected at least one token, got shape {tuple(ids.shape)}")
-        T_past = 0 if past is None else past[0][0].shape[2]
-        if past is not None and len(past) != len(self.blocks):
-            raise ValueError(f"expected a cache with one entry per block ({len(self.blocks)}), got {len(past)}")
-        if T_past + T > self.config.block_size:
-            raise ValueError(f"expected at most block_size={self.config.block_size} tokens in the context, got "
+        T_past = 0
+        if past is not None:
+            if not isinstance(past, (list, tuple)) or len(past) != len(self.blocks):
+                raise ValueError(f"expected a cache with one (keys, values) entry per block ({len(self.blocks)}), "
+                                 f"got {len(past) if isinstance(past, (list, tuple)) else type(past).__name__}")
+            first = past[0][0] if isinstance(past[0], (list, tuple)) and len(past[0]) == 2 else None
+            if not isinstance(first, torch.Tensor) or first.dim() != 4:
+                raise ValueError("expected each cache entry to be a (keys, values) pair of shape "
+                                 "(B, num_kv_heads, T_past, head_dim)")
+            T_past = first.shape[2]
+        if T_past + T > c.block_size:
+            raise ValueError(f"expected at most block_size={c.block_size} tokens in the context, got "
                              f"{T_past + T} ({T_past} cached + {T} new)")
-        if int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size:
-            raise ValueError(f"expected token ids in [0, {self.config.vocab_size}), got values from "
-                             f"{int(ids.min())} to {int(ids.max())}")
+        _validate.token_ids(ids, c.vocab_size, "token ids")
         positions = torch.arange(T_past, T_past + T, device=ids.device)  # (T,)
         x = self.token_embedding(ids) + self.position_embedding(positions)  # (B, T, d_model)
+        if c.dropout and self.training:
+            x = nn.functional.dropout(x, c.dropout)
         present: KVCache = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, None if past is None else past[i])
-            present.append(kv)
+            if use_cache:
+                x, kv = block(x, is_causal=True, past=None if past is None else past[i], use_cache=True)
+                present.append(kv)
+            else:
+                x = block(x, is_causal=True, past=None if past is None else past[i])
         logits = self.head(self.final_norm(x))  # (B, T, vocab_size)
         return (logits, present) if use_cache else logits
 
@@ -138,10 +149,15 @@ class GPT(nn.Module):
         """Mean cross-entropy (nats per token) of predicting ``targets`` from ``ids``.
 
         Shape:
-            ids, targets: (B, T) -> scalar
+            ids, targets: (B, T), targets integers in [0, vocab_size) -> scalar
         """
+        _validate.tensor(targets, "targets", integer=True)
+        if isinstance(ids, torch.Tensor) and targets.shape != ids.shape:
+            raise ValueError(f"expected targets of the same shape as ids {tuple(ids.shape)} (one next token "
+                             f"per position), got {tuple(targets.shape)}")
+        _validate.token_ids(targets, self.config.vocab_size, "targets")
         logits = self(ids)  # (B, T, V)
-        return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten().long())
 
     @torch.no_grad()
     def generate(self, ids: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,

@@ -10,9 +10,15 @@ grouped-query attention (GQA, Ainslie et al., 2023); ``num_kv_heads = 1`` is
 multi-query attention (MQA, Shazeer, 2019). ``num_kv_heads = num_heads`` is ordinary
 multi-head attention. Fewer key/value heads mean a smaller KV cache at generation time.
 
-Masks follow :mod:`attnbook.attention`: a bool mask says where a query *may attend*
+Masks follow :mod:`attnbook.masks`: a bool mask says where a query *may attend*
 (``True`` = may attend); this is the opposite of ``torch.nn.MultiheadAttention``'s
-``attn_mask``, where ``True`` means "masked out".
+``attn_mask``, where ``True`` means "masked out". ``is_causal`` is bottom-right aligned,
+so queries after a KV cache see exactly what they would see without it.
+
+``attention="scratch"`` (the default) runs the book's
+:func:`~attnbook.attention.scaled_dot_product_attention`; ``attention="fused"`` runs
+PyTorch's fused kernel (:func:`~attnbook.attention.fused_attention`), same outputs and
+gradients, faster; ``need_weights=True`` always takes the scratch path.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import torch
 from torch import nn
 
 from attnbook import _validate
-from attnbook.attention import scaled_dot_product_attention
+from attnbook.attention import ATTENTION_KINDS, compute_attention
+from attnbook.masks import check_mask
 
 __all__ = ["MultiHeadConfig", "MultiHeadAttention", "split_heads", "merge_heads", "kv_cache_bytes_per_token"]
 
@@ -40,6 +47,7 @@ class MultiHeadConfig:
         kv_dim: width of the key/value input (``None``: ``d_model``); differs from
             ``d_model`` in cross-attention between sequences of different widths.
         bias: whether the four projections have biases.
+        attention: ``"scratch"`` (the book's function, default) or ``"fused"`` (PyTorch's kernel).
     """
 
     d_model: int
@@ -47,6 +55,7 @@ class MultiHeadConfig:
     num_kv_heads: int | None = None
     kv_dim: int | None = None
     bias: bool = True
+    attention: str = "scratch"
 
     def __post_init__(self) -> None:
         _validate.positive_int(self.d_model, "d_model")
@@ -66,6 +75,7 @@ class MultiHeadConfig:
         _validate.positive_int(self.kv_dim, "kv_dim")
         if not isinstance(self.bias, bool):
             raise TypeError(f"expected bias to be a bool, got {type(self.bias).__name__}")
+        _validate.choice(self.attention, "attention", ATTENTION_KINDS)
 
     @property
     def head_dim(self) -> int:
@@ -146,54 +156,38 @@ class MultiHeadAttention(nn.Module):
         return k, v
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *,
-               is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               is_causal: bool = False, need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attention of the queries of ``x`` to given keys and values (e.g. from a cache).
 
         With ``is_causal`` and ``S > L`` (the new queries come after ``S - L`` cached
         tokens) query ``i`` may see keys ``0 .. S - L + i``: the triangle is aligned at
         the bottom right, so a cached query sees exactly what it would see uncached.
+        The weights come back when ``need_weights`` (the scratch path), else ``None``.
 
         Shape:
             x: (B, L, d_model); k, v: (B, num_kv_heads, S, head_dim)
-            -> output: (B, L, d_model); weights: (B, num_heads, L, S)
+            -> output: (B, L, d_model); weights: (B, num_heads, L, S) or None
         """
         _validate.tensor(x, "x", ndim=3, floating=True)
         if x.shape[-1] != self.config.d_model:
             raise ValueError(f"expected x of width d_model={self.config.d_model}, got shape {tuple(x.shape)}")
         B, L, _ = x.shape
-        S = k.shape[-2]
-        q = split_heads(self.w_q(x), self.num_heads)  # (B, nh, L, hs)
-        group = self.num_heads // self.num_kv_heads
-        if group > 1:  # each key/value head serves `group` consecutive query heads
-            k = k.repeat_interleave(group, dim=1)  # (B, nh, S, hs)
-            v = v.repeat_interleave(group, dim=1)  # (B, nh, S, hs)
+        for name, t in (("keys", k), ("values", v)):
+            _validate.tensor(t, name, floating=True)
+            if t.dim() != 4 or t.shape[0] != B or t.shape[1] != self.num_kv_heads or t.shape[3] != self.head_dim \
+                    or t.shape[2] != k.shape[2]:
+                raise ValueError(f"expected {name} of shape (B, num_kv_heads, S, head_dim) = ({B}, "
+                                 f"{self.num_kv_heads}, {k.shape[2] if k.dim() == 4 else 'S'}, {self.head_dim}), "
+                                 f"got {tuple(t.shape)}")
+        S = k.shape[2]
+        q = self.w_q(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, L, hs)
         if mask is not None:
-            mask = self._head_mask(mask, B, L, S)
-        if is_causal:
-            tri = torch.ones(L, S, dtype=torch.bool, device=x.device).tril(diagonal=S - L)  # (L, S)
-            mask = tri if mask is None else (mask & tri if mask.dtype == torch.bool
-                                             else mask.masked_fill(~tri, float("-inf")))
-        out, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, nh, L, hs), (B, nh, L, S)
-        return self.w_o(merge_heads(out)), weights  # (B, L, d_model), (B, nh, L, S)
-
-    def _head_mask(self, mask: torch.Tensor, B: int, L: int, S: int) -> torch.Tensor:
-        _validate.tensor(mask, "mask")
-        if mask.dtype != torch.bool and not mask.is_floating_point():
-            raise TypeError(f"expected a bool mask (True = may attend) or a floating-point mask (added to the "
-                            f"scores), got dtype {mask.dtype}")
-        if mask.dim() == 3:
-            mask = mask.unsqueeze(1)  # (B, 1, L, S): the same mask for every head
-        if mask.dim() not in (2, 4):
-            raise ValueError(f"expected a mask of shape (L, S), (B, L, S) or (B, heads, L, S) = "
-                             f"({B}, {self.num_heads}, {L}, {S}), got shape {tuple(mask.shape)}")
-        try:
-            ok = torch.broadcast_shapes(mask.shape, (B, self.num_heads, L, S)) == (B, self.num_heads, L, S)
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"The shape of the mask is {tuple(mask.shape)}, but it should broadcast to "
-                             f"(B, heads, L, S) = ({B}, {self.num_heads}, {L}, {S}).")
-        return mask
+            mask = check_mask(mask, (B, self.num_heads, L, S), heads=True)
+        out, weights = compute_attention(q, k, v, mask, is_causal=is_causal, kind=self.config.attention,
+                                         need_weights=need_weights,
+                                         enable_gqa=self.num_kv_heads != self.num_heads)  # (B, nh, L, hs)
+        out = out.transpose(1, 2).reshape(B, L, self.config.d_model)  # (B, L, d_model): heads side by side
+        return self.w_o(out), weights  # (B, L, d_model), (B, nh, L, S) or None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None, *,
                 is_causal: bool = False, need_weights: bool = False
@@ -209,7 +203,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"expected x and context with the same batch size, got shapes {tuple(x.shape)} "
                              f"and {tuple(context.shape)}")
         k, v = self.project_kv(context)  # (B, nkv, S, hs) each
-        out, weights = self.attend(x, k, v, mask, is_causal=is_causal)  # (B, L, d_model), (B, nh, L, S)
+        out, weights = self.attend(x, k, v, mask, is_causal=is_causal,
+                                   need_weights=need_weights)  # (B, L, d_model), (B, nh, L, S) or None
         return (out, weights) if need_weights else out
 
     @classmethod

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnbook import _validate
+from attnbook.layers import count_parameters  # re-exported: it used to live here
 from attnbook.scoring import AdditiveScore, MultiplicativeScore, attend, masked_softmax, padding_mask
 
 __all__ = ["Seq2SeqConfig", "Encoder", "Seq2Seq", "count_parameters"]
@@ -198,10 +199,3 @@ class Seq2Seq(nn.Module):
         if weights is not None and pad:
             weights = torch.cat([weights, weights.new_zeros(B, pad, weights.shape[2])], 1)
         return ids_t, weights
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
