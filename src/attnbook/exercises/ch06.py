@@ -76,7 +76,7 @@ def _block_output(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def check_block(make_block: Callable[[int, int], nn.Module], *, steps: int = 150) -> dict[str, float]:
+def check_block(make_block: Callable[[int, int], nn.Module], *, steps: int = 100) -> dict[str, float]:
     """``make_block(d_model, num_heads)`` -> a causal pre-LN block: ``x + Attn(LN(x))``, then ``x + FF(LN(x))``.
 
     Three checks, in this order: (1) **causal**: changing the tokens after position t
