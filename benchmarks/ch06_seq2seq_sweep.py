@@ -47,7 +47,7 @@ from attnbook.transformer import EncoderDecoderTransformer, TransformerConfig  #
 
 BATCH = 128
 LR_STEPS = 700
-LRS = {"bahdanau": [2e-3, 5e-3, 1e-2], "transformer": [1e-3, 3e-3, 5e-3]}
+LRS = {"bahdanau": [2e-3, 5e-3, 1e-2], "transformer": [1e-3, 3e-3, 5e-3, 1e-2]}
 STEPS = [250, 700, 2000, 4000, 500, 1000]  # in the order they are run (the most telling first)
 WARMUP = {"bahdanau": 0, "transformer": 30}
 COMMAND = "python benchmarks/ch06_seq2seq_sweep.py"

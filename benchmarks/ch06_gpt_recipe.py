@@ -1,0 +1,128 @@
+"""Chapter 6's GPT recipe search: held-out loss after a fixed number of steps, per recipe.
+
+    python benchmarks/ch06_gpt_recipe.py                 # every recipe below (long on a CPU)
+    python benchmarks/ch06_gpt_recipe.py --only nanogpt  # recipes whose name contains this
+    python benchmarks/ch06_gpt_recipe.py --quick         # 20 steps each, to try the script
+
+The data, split and evaluation are chapter 6's: Python's ``pydoc_data.topics`` text,
+characters, the first 90% for training; held-out loss in nats per character over 200
+windows of the model's context from the last 10% (the same generator seed as the
+chapter). Every recipe trains the package's ``GPT`` (fused attention, no dropout) with
+``attnbook.training.train`` (Adam, linear warm-up, cosine decay to a tenth of the peak,
+gradients clipped at norm 1), seed 0, on one CPU thread.
+
+Loss after a number of steps does not depend on the machine, so recipes can be compared
+on a busy one; the seconds do, so they are recorded but only comparable between
+recipes measured together on a quiet machine (benchmarks/gpt_speed.py measures steps/s
+properly). Writes benchmarks/ch06_gpt_recipe.json and .md; a recipe already in the JSON
+is not rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import pydoc_data.topics
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from attnbook.gpt import GPT, GPTConfig  # noqa: E402
+from attnbook.training import set_seed, train  # noqa: E402
+
+COMMAND = "python benchmarks/ch06_gpt_recipe.py"
+NANOGPT = dict(lr=1e-3, batch=12, block=64, d_model=128, layers=4, heads=4, warmup=100, tie=False)
+RECIPES = {  # name -> changes to nanoGPT's CPU recipe; all at 2,000 steps unless said
+    "nanogpt (lr 1e-3)": {},
+    "lr 2e-3": dict(lr=2e-3),
+    "lr 3e-3": dict(lr=3e-3),
+    "lr 3e-3, tied read-out": dict(lr=3e-3, tie=True),
+    "lr 3e-3, block 128, batch 6": dict(lr=3e-3, block=128, batch=6),
+}
+STEPS = 2000
+EVAL_EVERY = 500
+
+
+def load_text() -> tuple[torch.Tensor, torch.Tensor, int]:
+    topics = pydoc_data.topics.topics
+    text = "\n\n".join(topics[key] for key in sorted(topics))
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    data = torch.tensor([stoi[c] for c in text])
+    split = int(0.9 * len(data))
+    return data[:split], data[split:], len(chars)
+
+
+def windows(source: torch.Tensor, batch: int, block: int, generator: torch.Generator):
+    starts = torch.randint(0, len(source) - block - 1, (batch,), generator=generator)
+    index = starts[:, None] + torch.arange(block)  # (B, block)
+    return source[index], source[index + 1]
+
+
+def run(recipe: dict, steps: int, train_data, heldout_data, vocab: int) -> dict:
+    r = {**NANOGPT, **recipe}
+    set_seed(0)
+    model = GPT(GPTConfig(vocab, r["block"], r["d_model"], r["heads"], r["layers"], attention="fused",
+                          dropout=0.0, tie_weights=r["tie"]))
+    heldout = windows(heldout_data, 200, r["block"], torch.Generator().manual_seed(1))
+
+    @torch.no_grad()
+    def heldout_loss(m) -> float:
+        x, y = heldout
+        return sum(m.loss(x[i:i + 50], y[i:i + 50]).item() for i in range(0, 200, 50)) / 4
+
+    def batches():
+        g = torch.Generator().manual_seed(0)
+        while True:
+            yield windows(train_data, r["batch"], r["block"], g)
+
+    history = train(model, batches(), steps=steps, loss_fn=lambda m, b: m.loss(*b), lr=r["lr"],
+                    warmup=r["warmup"], log_every=50, eval_every=min(EVAL_EVERY, steps), eval_fn=heldout_loss,
+                    progress=False)
+    return {"recipe": r, "steps": steps, "heldout_by_step": dict(zip(map(str, history.eval_step),
+                                                                   history.eval_metric)),
+            "heldout": history.eval_metric[-1], "seconds": round(history.seconds, 1)}
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# Chapter 6: GPT recipes at a fixed number of steps ({result['device']})", "",
+             f"Regenerate with `{COMMAND}`. Held-out nats per character over 200 windows; {result['date']}, "
+             f"PyTorch {result['torch']}. Seconds were measured on a busy machine: compare losses, not times.",
+             "", "| recipe | lr | batch | block | tied | steps | held-out loss | by step |", "|---|---|---|---|---|---|---|---|"]
+    for name, row in result["runs"].items():
+        r = row["recipe"]
+        by_step = ", ".join(f"{s}: {v:.3f}" for s, v in row["heldout_by_step"].items())
+        lines.append(f"| {name} | {r['lr']:g} | {r['batch']} | {r['block']} | {r['tie']} | {row['steps']} | "
+                     f"{row['heldout']:.3f} | {by_step} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="run only the recipes whose name contains this")
+    parser.add_argument("--quick", action="store_true", help="20 steps each, written to /tmp")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out = Path("/tmp/ch06_gpt_recipe_quick.json") if args.quick else ROOT / "benchmarks" / "ch06_gpt_recipe.json"
+    result = json.loads(out.read_text()) if out.exists() else {"runs": {}}
+    result.update(command=COMMAND, device="CPU, 1 thread", torch=torch.__version__,
+                  date=dt.date.today().isoformat())
+    data = load_text()
+    for name, recipe in RECIPES.items():
+        if args.only not in name or name in result["runs"]:
+            continue
+        result["runs"][name] = run(recipe, 20 if args.quick else STEPS, *data)
+        print(f"{name}: {result['runs'][name]['heldout']:.3f} ({result['runs'][name]['seconds']} s)", flush=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        if not args.quick:
+            out.with_suffix(".md").write_text(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
