@@ -173,8 +173,8 @@ def test_bad_input_is_reported_clearly():
         block(x, memory=x)
     with pytest.raises(ValueError, match="memory exactly when the block has cross-attention"):
         decoder(x)
-    with pytest.raises(ValueError, match=r"past keys of shape \(B, num_kv_heads, T_past, head_dim\) = \(1, 2, "
-                                         r"T_past, 4\), got \(1, 2, 5, 3\)"):
+    with pytest.raises(ValueError, match=r"past keys of shape \(B, num_kv_heads, S, head_dim\) = \(1, 2, "
+                                         r"5, 4\), got \(1, 2, 5, 3\)"):
         block(x, past=(torch.randn(1, 2, 5, 3), torch.randn(1, 2, 5, 3)), is_causal=True)
     with pytest.raises(TypeError, match="past to be a \\(keys, values\\) pair"):
         block(x, past=torch.randn(1, 2, 5, 4))

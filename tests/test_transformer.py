@@ -118,3 +118,68 @@ def test_bad_input_is_reported_clearly(tiny_task):
         model(torch.ones(2, 6, dtype=torch.long), torch.tensor([6, 6]), batch.tgt_in[:, :2])
     with pytest.raises(ValueError, match="src_len"):
         model(batch.src, torch.tensor([1]), batch.tgt_in)
+
+
+class _Frames(nn.Module):
+    """A caller's source embedding: feature frames (B, S, 5) -> (B, S, d_model), frames of zeros are padding."""
+
+    def __init__(self, d_model):
+        super().__init__()
+        self.proj = nn.Linear(5, d_model)
+
+    def forward(self, frames):
+        return self.proj(frames), (frames.abs().sum(-1) > 0)[:, None, :]  # (B, S, d), (B, 1, S)
+
+
+def test_a_pluggable_source_embedding_and_sources_without_lengths():
+    torch.manual_seed(0)
+    config = TransformerConfig(None, 9, d_model=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
+                               attention="fused")
+    model = EncoderDecoderTransformer(config, source_embedding=_Frames(16)).eval()
+    frames = torch.randn(2, 6, 5)
+    frames[1, 4:] = 0  # the second source has 4 real frames
+    tgt = torch.tensor([[1, 3, 4], [1, 5, 6]])
+    with torch.no_grad():
+        logits, w = model(frames, None, tgt, need_weights=True)
+        alone = model(frames[1:, :4], None, tgt[1:])
+    assert logits.shape == (2, 3, 9) and w.shape == (2, 2, 3, 6)
+    assert (w[1, :, :, 4:] == 0).all()  # the embedding's own mask hides the padded frames
+    torch.testing.assert_close(logits[1:], alone, atol=1e-5, rtol=1e-5)
+    ids, weights = model.greedy_decode(frames, None, 4, sos_id=1, eos_id=2)
+    assert ids.shape == (2, 4) and weights.shape == (2, 2, 4, 6)
+    with pytest.raises(ValueError, match="source_embedding module when src_vocab is None"):
+        EncoderDecoderTransformer(config)
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_scratch_and_fused_encoder_decoders_agree(tiny_task, norm_first):
+    batch = tiny_task.encode(tiny_task.split("train")[:6])
+    outs = []
+    for attention in ("scratch", "fused"):
+        torch.manual_seed(0)
+        config = TransformerConfig(len(tiny_task.src_vocab), len(tiny_task.tgt_vocab), d_model=16, num_heads=2,
+                                   norm_first=norm_first, attention=attention)
+        model = EncoderDecoderTransformer(config).eval()
+        with torch.no_grad():
+            outs.append((model(batch.src, batch.src_len, batch.tgt_in),
+                         model.greedy_decode(batch.src, batch.src_len, 5)[0]))
+    torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-5, rtol=1e-5)
+    assert torch.equal(outs[0][1], outs[1][1])
+
+
+def test_decoder_block_is_a_block_and_greedy_decode_checks_its_ids(tiny_task):
+    from attnbook.layers import Block
+
+    block = DecoderBlock(BlockConfig(d_model=8, num_heads=2))
+    assert isinstance(block, Block) and block.config.cross_attention and EncoderBlock is Block
+    model = EncoderDecoderTransformer(TransformerConfig(len(tiny_task.src_vocab), len(tiny_task.tgt_vocab),
+                                                        d_model=16, num_heads=2, max_len=8))
+    batch = tiny_task.encode(tiny_task.split("train")[:2])
+    with pytest.raises(ValueError, match=r"expected eos_id in \[0, "):
+        model.greedy_decode(batch.src, batch.src_len, 3, eos_id=-1)
+    with pytest.raises(ValueError, match="max_len <= the model's max_len=8, got 9"):
+        model.greedy_decode(batch.src, batch.src_len, 9)
+    with pytest.raises(ValueError, match=r"expected src in \[0, "):
+        model(batch.src + 1000, batch.src_len, batch.tgt_in)
+    with pytest.raises(ValueError, match="expected tgt_in with batch size 2, got 1"):
+        model(batch.src, batch.src_len, batch.tgt_in[:1])

@@ -36,7 +36,7 @@ from attnbook.masks import causal_mask, check_mask, combine_masks
 from attnbook.masks import padding_mask as key_padding_mask
 from attnbook.positional import apply_rotary
 
-__all__ = ["scaled_dot_product_attention", "fused_attention", "compute_attention", "ATTENTION_KINDS",
+__all__ = ["scaled_dot_product_attention", "fused_attention", "compute_attention", "attention_heads", "ATTENTION_KINDS",
            "causal_mask", "key_padding_mask", "SelfAttention"]
 
 ATTENTION_KINDS = ("scratch", "fused")
@@ -94,6 +94,21 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     return weights @ value, weights  # (..., L, d_v), (..., L, S)
 
 
+def _fused(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+           is_causal: bool, scale: float | None, enable_gqa: bool) -> torch.Tensor:
+    L, S = query.shape[-2], key.shape[-2]
+    if mask is not None and mask.dtype != torch.bool and mask.dtype != query.dtype:
+        mask = mask.to(query.dtype)
+    if is_causal and (mask is not None or L != S):
+        if L > 1:  # a single query after a cache sees every key: nothing to hide
+            mask = combine_masks(mask, causal_mask(L, S, device=query.device))  # bottom-right
+        is_causal = False
+    if enable_gqa and key.shape[-3] == query.shape[-3]:
+        enable_gqa = False
+    return nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=is_causal,
+                                                      scale=scale, enable_gqa=enable_gqa)
+
+
 def fused_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                     mask: torch.Tensor | None = None, *, is_causal: bool = False,
                     scale: float | None = None, enable_gqa: bool = False) -> torch.Tensor:
@@ -109,17 +124,33 @@ def fused_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     """
     _validate.attention_inputs(query, key, value, gqa=enable_gqa)
     _check_options(is_causal, scale)
-    L, S = query.shape[-2], key.shape[-2]
     if mask is not None:
-        check_mask(mask, (*query.shape[:-2], L, S))
-        if mask.dtype != torch.bool and mask.dtype != query.dtype:
-            mask = mask.to(query.dtype)
-    if is_causal and (mask is not None or L != S):
-        if L > 1:  # a single query after a cache sees every key: nothing to hide
-            mask = combine_masks(mask, causal_mask(L, S, device=query.device))
-        is_causal = False
-    return nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=is_causal,
-                                                      scale=scale, enable_gqa=enable_gqa)
+        check_mask(mask, (*query.shape[:-2], query.shape[-2], key.shape[-2]))
+    return _fused(query, key, value, mask, is_causal, scale, enable_gqa)
+
+
+def _repeat_kv(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    group = query.shape[-3] // key.shape[-3]
+    if group == 1:
+        return key, value
+    # each key/value head serves `group` consecutive query heads
+    return key.repeat_interleave(group, dim=-3), value.repeat_interleave(group, dim=-3)
+
+
+def attention_heads(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    mask: torch.Tensor | None = None, *, is_causal: bool = False, kind: str = "scratch",
+                    need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Multi-head attention's core, for inputs a layer has already shaped: no checks on the fused path.
+
+    Shape:
+        query: (B, nh, L, hs); key, value: (B, nkv, S, hs) with nkv dividing nh; mask checked by the caller
+        -> output: (B, nh, L, hs); weights: (B, nh, L, S) or None
+    """
+    if kind == "scratch" or need_weights:
+        key, value = _repeat_kv(query, key, value)
+        out, weights = scaled_dot_product_attention(query, key, value, mask, is_causal=is_causal)
+        return out, (weights if need_weights else None)
+    return _fused(query, key, value, mask, is_causal, None, True), None
 
 
 def compute_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -135,16 +166,13 @@ def compute_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     Shape:
         as :func:`scaled_dot_product_attention` -> output: (..., L, d_v); weights: (..., L, S) or None
     """
+    _validate.choice(kind, "attention", ATTENTION_KINDS)
     if kind == "scratch" or need_weights:
         if enable_gqa:
             _validate.attention_inputs(query, key, value, gqa=True)
-            group = query.shape[-3] // key.shape[-3]
-            if group > 1:  # each key/value head serves `group` consecutive query heads
-                key, value = key.repeat_interleave(group, dim=-3), value.repeat_interleave(group, dim=-3)
+            key, value = _repeat_kv(query, key, value)
         out, weights = scaled_dot_product_attention(query, key, value, mask, is_causal=is_causal, scale=scale)
         return out, (weights if need_weights else None)
-    if kind != "fused":
-        _validate.choice(kind, "attention", ATTENTION_KINDS)
     return fused_attention(query, key, value, mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa), None
 
 

@@ -60,8 +60,8 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _validate.tensor(x, "x", floating=True)
-        if x.dim() < 1 or x.shape[-1] != self.d:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 1 or x.shape[-1] != self.d:
+            _validate.tensor(x, "x", floating=True)
             raise ValueError(f"expected a last dimension of {self.d}, got shape {tuple(x.shape)}")
         return nn.functional.layer_norm(x, (self.d,), self.weight, self.bias, self.eps)
 
@@ -189,24 +189,16 @@ class Block(nn.Module):
         """The self-attention layer (another name for ``self_attention``)."""
         return self.self_attention
 
-    def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.dropout(x, self.config.dropout) if self.config.dropout and self.training else x
-
     def _self_attend(self, h: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, past: KV | None,
                      need: bool) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
         attn = self.self_attention
-        k, v = attn.project_kv(h)  # (B, nkv, T, hs) each
+        q, k, v = attn._qkv(h)  # (B, nh, T, hs), (B, nkv, T, hs) x 2
         if past is not None:
             if not (isinstance(past, (tuple, list)) and len(past) == 2):
                 raise TypeError(f"expected past to be a (keys, values) pair, got {type(past).__name__}")
-            for name, old, new in (("keys", past[0], k), ("values", past[1], v)):
-                _validate.tensor(old, f"past {name}", ndim=4, floating=True)
-                if old.shape[:2] != new.shape[:2] or old.shape[3] != new.shape[3]:
-                    raise ValueError(f"expected past {name} of shape (B, num_kv_heads, T_past, head_dim) = "
-                                     f"({new.shape[0]}, {new.shape[1]}, T_past, {new.shape[3]}), got "
-                                     f"{tuple(old.shape)}")
+            attn.check_kv(past[0], past[1], h.shape[0], "past ")
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nkv, T_past + T, hs)
-        a, w = attn.attend(h, k, v, mask, is_causal=is_causal, need_weights=need)
+        a, w = attn._attend(q, k, v, mask, is_causal, need)
         return a, (k, v), w
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, memory: torch.Tensor | None = None,
@@ -220,31 +212,36 @@ class Block(nn.Module):
             raise TypeError(f"expected is_causal to be a bool, got {type(is_causal).__name__}")
         if (memory is None) != (self.cross_attention is None):
             raise ValueError("expected memory exactly when the block has cross-attention "
-                             f"(cross_attention={c.cross_attention}), got memory={'None' if memory is None else 'a tensor'}")
+                             f"(cross_attention={c.cross_attention}), got memory="
+                             f"{'None' if memory is None else 'a tensor'}")
         if self.self_attention is None and (past is not None or use_cache):
             raise ValueError("expected no KV cache (past, use_cache) in a block with a custom mixer")
         want_self = need_weights and self.cross_attention is None
         present = w = None
+        pre, p = c.norm_first, c.dropout if self.training else 0.0
         # 1. token mixing: self-attention (with the cache) or the mixer
-        h = self.norm1(x) if c.norm_first else x
+        h = self.norm1(x) if pre else x
         if self.self_attention is not None:
             a, present, w = self._self_attend(h, mask, is_causal, past, want_self)
         else:
             a = self.mixer(h, **(mixer_options or {}))
             if isinstance(a, tuple):
                 a, w = a[0], a[1]
-        x = x + self._drop(a) if c.norm_first else self.norm1(x + self._drop(a))  # (B, T, d_model)
+        a = nn.functional.dropout(a, p) if p else a
+        x = x + a if pre else self.norm1(x + a)  # (B, T, d_model)
         # 2. cross-attention to the memory
         if self.cross_attention is not None:
-            h = self.norm2(x) if c.norm_first else x
-            a, w = self.cross_attention(h, memory, memory_mask, need_weights=True) if need_weights else \
-                (self.cross_attention(h, memory, memory_mask), None)
-            x = x + self._drop(a) if c.norm_first else self.norm2(x + self._drop(a))
+            h = self.norm2(x) if pre else x
+            a = self.cross_attention(h, memory, memory_mask, need_weights=need_weights)
+            if need_weights:
+                a, w = a
+            a = nn.functional.dropout(a, p) if p else a
+            x = x + a if pre else self.norm2(x + a)
         # 3. feed-forward
         if self.feed_forward is not None:
             norm = self.norm3 if self.cross_attention is not None else self.norm2
-            h = norm(x) if c.norm_first else x
-            a = self.feed_forward(h)
-            x = x + self._drop(a) if c.norm_first else norm(x + self._drop(a))
+            a = self.feed_forward(norm(x) if pre else x)
+            a = nn.functional.dropout(a, p) if p else a
+            x = x + a if pre else norm(x + a)
         out = (x,) + ((present,) if use_cache else ()) + ((w,) if need_weights else ())
         return out if len(out) > 1 else x

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from attnbook import _validate
-from attnbook.attention import ATTENTION_KINDS, compute_attention
+from attnbook.attention import ATTENTION_KINDS, attention_heads
 from attnbook.masks import check_mask
 
 __all__ = ["MultiHeadConfig", "MultiHeadAttention", "split_heads", "merge_heads", "kv_cache_bytes_per_token"]
@@ -141,6 +141,41 @@ class MultiHeadAttention(nn.Module):
         self.w_v = nn.Linear(c.kv_dim, c.num_kv_heads * c.head_dim, bias=c.bias)
         self.w_o = nn.Linear(c.d_model, c.d_model, bias=c.bias)
 
+    def _check_x(self, x: object) -> None:
+        _validate.tensor(x, "x", ndim=3, floating=True)
+        if x.shape[-1] != self.config.d_model:
+            raise ValueError(f"expected x of width d_model={self.config.d_model}, got shape {tuple(x.shape)}")
+
+    def _heads(self, t: torch.Tensor, heads: int) -> torch.Tensor:
+        B, T, _ = t.shape
+        return t.view(B, T, heads, self.head_dim).transpose(1, 2)  # (B, heads, T, hs)
+
+    def _kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._heads(self.w_k(context), self.num_kv_heads), self._heads(self.w_v(context), self.num_kv_heads)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention's queries, keys and values; the fused path uses one matrix product for all three."""
+        if self.config.attention == "scratch" or self.config.kv_dim != self.config.d_model:
+            return self._heads(self.w_q(x), self.num_heads), *self._kv(x)
+        # the three weights side by side, as torch.nn.MultiheadAttention's in_proj_weight (hooks on w_q/w_k/w_v
+        # do not fire here)
+        w = torch.cat([self.w_q.weight, self.w_k.weight, self.w_v.weight])
+        b = None if self.w_q.bias is None else torch.cat([self.w_q.bias, self.w_k.bias, self.w_v.bias])
+        kv_width = self.num_kv_heads * self.head_dim
+        q, k, v = nn.functional.linear(x, w, b).split([self.config.d_model, kv_width, kv_width], dim=-1)
+        return self._heads(q, self.num_heads), self._heads(k, self.num_kv_heads), self._heads(v, self.num_kv_heads)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                is_causal: bool, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attention of queries (B, nh, L, hs) to keys/values (B, nkv, S, hs), then the output projection."""
+        B, _, L, _ = q.shape
+        if mask is not None:
+            mask = check_mask(mask, (B, self.num_heads, L, k.shape[2]), heads=True)
+        out, weights = attention_heads(q, k, v, mask, is_causal=is_causal, kind=self.config.attention,
+                                       need_weights=need_weights)  # (B, nh, L, hs), (B, nh, L, S) or None
+        out = out.transpose(1, 2).reshape(B, L, self.config.d_model)  # (B, L, d_model): heads side by side
+        return self.w_o(out), weights  # (B, L, d_model), (B, nh, L, S) or None
+
     def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The keys and values of ``context``: what a KV cache stores for each token.
 
@@ -151,9 +186,17 @@ class MultiHeadAttention(nn.Module):
         if context.shape[-1] != self.config.kv_dim:
             raise ValueError(f"expected context of width kv_dim={self.config.kv_dim}, got shape "
                              f"{tuple(context.shape)}")
-        k = split_heads(self.w_k(context), self.num_kv_heads)  # (B, nkv, S, hs)
-        v = split_heads(self.w_v(context), self.num_kv_heads)  # (B, nkv, S, hs)
-        return k, v
+        return self._kv(context)  # (B, nkv, S, hs) each
+
+    def check_kv(self, k: object, v: object, batch: int, name: str = "") -> None:
+        """Check keys and values (e.g. a KV cache) of shape (batch, num_kv_heads, S, head_dim)."""
+        for label, t in ((f"{name}keys", k), (f"{name}values", v)):
+            _validate.tensor(t, label, floating=True)
+            if t.dim() != 4 or t.shape[0] != batch or t.shape[1] != self.num_kv_heads or \
+                    t.shape[3] != self.head_dim or t.shape[2] != k.shape[2]:
+                S = k.shape[2] if k.dim() == 4 else "S"
+                raise ValueError(f"expected {label} of shape (B, num_kv_heads, S, head_dim) = ({batch}, "
+                                 f"{self.num_kv_heads}, {S}, {self.head_dim}), got {tuple(t.shape)}")
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *,
                is_causal: bool = False, need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -168,43 +211,28 @@ class MultiHeadAttention(nn.Module):
             x: (B, L, d_model); k, v: (B, num_kv_heads, S, head_dim)
             -> output: (B, L, d_model); weights: (B, num_heads, L, S) or None
         """
-        _validate.tensor(x, "x", ndim=3, floating=True)
-        if x.shape[-1] != self.config.d_model:
-            raise ValueError(f"expected x of width d_model={self.config.d_model}, got shape {tuple(x.shape)}")
-        B, L, _ = x.shape
-        for name, t in (("keys", k), ("values", v)):
-            _validate.tensor(t, name, floating=True)
-            if t.dim() != 4 or t.shape[0] != B or t.shape[1] != self.num_kv_heads or t.shape[3] != self.head_dim \
-                    or t.shape[2] != k.shape[2]:
-                raise ValueError(f"expected {name} of shape (B, num_kv_heads, S, head_dim) = ({B}, "
-                                 f"{self.num_kv_heads}, {k.shape[2] if k.dim() == 4 else 'S'}, {self.head_dim}), "
-                                 f"got {tuple(t.shape)}")
-        S = k.shape[2]
-        q = self.w_q(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, L, hs)
-        if mask is not None:
-            mask = check_mask(mask, (B, self.num_heads, L, S), heads=True)
-        out, weights = compute_attention(q, k, v, mask, is_causal=is_causal, kind=self.config.attention,
-                                         need_weights=need_weights,
-                                         enable_gqa=self.num_kv_heads != self.num_heads)  # (B, nh, L, hs)
-        out = out.transpose(1, 2).reshape(B, L, self.config.d_model)  # (B, L, d_model): heads side by side
-        return self.w_o(out), weights  # (B, L, d_model), (B, nh, L, S) or None
+        self._check_x(x)
+        self.check_kv(k, v, x.shape[0])
+        if not isinstance(is_causal, bool):
+            raise TypeError(f"expected is_causal to be a bool, got {type(is_causal).__name__}")
+        return self._attend(self._heads(self.w_q(x), self.num_heads), k, v, mask, is_causal, need_weights)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None, *,
                 is_causal: bool = False, need_weights: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(is_causal, bool):
             raise TypeError(f"expected is_causal to be a bool, got {type(is_causal).__name__}")
-        _validate.tensor(x, "x", ndim=3, floating=True)
-        if x.shape[-1] != self.config.d_model:
-            raise ValueError(f"expected x of width d_model={self.config.d_model}, got shape {tuple(x.shape)}")
-        context = x if context is None else context
-        _validate.tensor(context, "context", ndim=3, floating=True)
-        if context.shape[0] != x.shape[0]:
-            raise ValueError(f"expected x and context with the same batch size, got shapes {tuple(x.shape)} "
-                             f"and {tuple(context.shape)}")
-        k, v = self.project_kv(context)  # (B, nkv, S, hs) each
-        out, weights = self.attend(x, k, v, mask, is_causal=is_causal,
-                                   need_weights=need_weights)  # (B, L, d_model), (B, nh, L, S) or None
+        self._check_x(x)
+        if context is None:
+            q, k, v = self._qkv(x)
+        else:
+            _validate.tensor(context, "context", ndim=3, floating=True)
+            if context.shape[0] != x.shape[0]:
+                raise ValueError(f"expected x and context with the same batch size, got shapes {tuple(x.shape)} "
+                                 f"and {tuple(context.shape)}")
+            k, v = self.project_kv(context)  # (B, nkv, S, hs) each
+            q = self._heads(self.w_q(x), self.num_heads)  # (B, nh, L, hs)
+        out, weights = self._attend(q, k, v, mask, is_causal, need_weights)  # (B, L, d_model), (B, nh, L, S)
         return (out, weights) if need_weights else out
 
     @classmethod
