@@ -47,7 +47,7 @@ from attnbook.transformer import EncoderDecoderTransformer, TransformerConfig  #
 
 BATCH = 128
 LR_STEPS = 700
-LRS = {"bahdanau": [2e-3, 5e-3, 1e-2], "transformer": [1e-3, 3e-3, 5e-3, 1e-2]}
+LRS = {"bahdanau": [2e-3, 5e-3, 1e-2], "transformer": [1e-3, 3e-3, 5e-3, 1e-2, 2e-2]}
 STEPS = [250, 700, 2000, 4000, 500, 1000]  # in the order they are run (the most telling first)
 WARMUP = {"bahdanau": 0, "transformer": 30}
 COMMAND = "python benchmarks/ch06_seq2seq_sweep.py"
@@ -138,6 +138,7 @@ def main() -> int:
     result["tuned_lr"] = {name: max((r for r in result["lr_sweep"] if r["model"] == name and r["lr"] in lrs[name]
                                      and r["steps"] == lr_steps), key=lambda r: r["valid_exact_match"])["lr"]
                           for name in lrs}
+    result["step_sweep"] = [r for r in result["step_sweep"] if r["lr"] == result["tuned_lr"][r["model"]]]
     save()
     for n in steps:
         for name in ("transformer", "bahdanau"):
