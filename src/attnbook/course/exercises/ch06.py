@@ -1,4 +1,4 @@
-"""Chapter 6 exercises: layer normalisation, one cached attention step, temperature."""
+"""Chapter 6 exercises: layer normalisation, a causal block that trains, one cached attention step, temperature."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from collections.abc import Callable
 
 import torch
 
+from torch import nn
+
 from attnbook.course import check
 from attnbook.attention import scaled_dot_product_attention
 
-__all__ = ["check_layer_norm", "check_cached_step", "check_temperature"]
+__all__ = ["check_layer_norm", "check_block", "check_cached_step", "check_temperature"]
 
 
 def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> None:
@@ -24,6 +26,120 @@ def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> None:
         w, b = torch.randn(shape[-1], generator=g), torch.randn(shape[-1], generator=g)
         cases.append(((x, w, b), torch.nn.functional.layer_norm(x, (shape[-1],), w, b, eps=1e-5)))
     check.cases(layer_norm, cases, "Exercise 6.1 (layer normalisation)", atol=1e-4)
+
+
+_BLOCK = "Exercise 6.2 (a causal pre-LN block that trains)"
+COPY_LENGTH, COPY_VOCAB, COPY_THRESHOLD = 8, 10, 0.2
+
+
+class _CopyModel(nn.Module):
+    """Embedding + learned positions -> two of the learner's blocks -> LayerNorm -> read-out."""
+
+    def __init__(self, make_block: Callable[[int, int], nn.Module], d_model: int = 32, num_heads: int = 4):
+        super().__init__()
+        self.embed = nn.Embedding(COPY_VOCAB, d_model)
+        self.position = nn.Parameter(0.3 * torch.randn(2 * COPY_LENGTH, d_model))
+        self.blocks = nn.ModuleList(make_block(d_model, num_heads) for _ in range(2))
+        self.norm = nn.LayerNorm(d_model)
+        self.read_out = nn.Linear(d_model, COPY_VOCAB)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids) + self.position[: ids.shape[1]]  # (B, T, d_model)
+        for block in self.blocks:
+            h = block(h)
+        return self.read_out(self.norm(h))  # (B, T, vocab)
+
+
+def _copy_batch(g: torch.Generator, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eight random digits, then the same eight again; the loss counts the second half."""
+    first = torch.randint(0, COPY_VOCAB, (batch, COPY_LENGTH), generator=g)
+    seq = torch.cat([first, first], 1)  # (B, 16)
+    return seq[:, :-1], seq[:, 1:]  # inputs and next-token targets, (B, 15) each
+
+
+def _copy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    logits = model(x)[:, COPY_LENGTH - 1:]  # positions whose next digit was seen 8 steps earlier
+    return nn.functional.cross_entropy(logits.flatten(0, 1), y[:, COPY_LENGTH - 1:].flatten())
+
+
+def _block_output(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    try:
+        y = block(x)
+    except NotImplementedError:
+        raise check.CheckFailed(f"{_BLOCK}: not implemented yet (replace the `raise NotImplementedError`)") from None
+    except Exception as err:
+        raise check.CheckFailed(f"{_BLOCK}: calling the block on a tensor of shape {tuple(x.shape)} raised "
+                                f"{type(err).__name__}: {err}") from err
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        raise check.CheckFailed(f"{_BLOCK}: expected an output of shape {tuple(x.shape)}, got "
+                                f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+    return y
+
+
+def check_block(make_block: Callable[[int, int], nn.Module], *, steps: int = 100) -> dict[str, float]:
+    """``make_block(d_model, num_heads)`` -> a causal pre-LN block: ``x + Attn(LN(x))``, then ``x + FF(LN(x))``.
+
+    Three checks, in this order: (1) **causal**: changing the tokens after position t
+    leaves the outputs up to t unchanged; (2) **residual**: with every parameter set to
+    zero, a pre-LN block returns its input (each sub-layer adds zero to the residual
+    stream); (3) **it trains**: two such blocks (d_model 32, 4 heads) learn to repeat
+    eight random digits within ``steps`` Adam steps (held-out loss on the repeated half
+    at most ``COPY_THRESHOLD`` nats; chance is ln 10 = 2.3). Returns the losses.
+
+    Shapes: the block maps (B, T, d_model) -> (B, T, d_model).
+    """
+    if not callable(make_block):
+        raise TypeError(f"expected a class or function make_block(d_model, num_heads), got "
+                        f"{type(make_block).__name__}")
+    with torch.random.fork_rng():  # the caller's random state is left as it was
+        return _check_block(make_block, steps)
+
+
+def _check_block(make_block: Callable[[int, int], nn.Module], steps: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    try:
+        block = make_block(32, 4)
+    except NotImplementedError:
+        raise check.CheckFailed(f"{_BLOCK}: not implemented yet (replace the `raise NotImplementedError`)") from None
+    if not isinstance(block, nn.Module):
+        raise check.CheckFailed(f"{_BLOCK}: expected make_block(32, 4) to return an nn.Module, got "
+                                f"{type(block).__name__}")
+    block.eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 12, 32, generator=g)
+    changed = x.clone()
+    changed[:, 6:] = torch.randn(2, 6, 32, generator=g)
+    with torch.no_grad():
+        y, y_changed = _block_output(block, x), _block_output(block, changed)
+    leak = (y[:, :6] - y_changed[:, :6]).abs().max().item()
+    if leak > 1e-5:
+        raise check.CheckFailed(f"{_BLOCK}: changing positions 6-11 changed the outputs at positions 0-5 (by up to "
+                                f"{leak:.3g}): each position may only attend to itself and earlier ones; is the "
+                                "causal mask missing?")
+    with torch.no_grad():
+        for p in block.parameters():
+            p.zero_()
+        zeroed = _block_output(block, x)
+    gap = (zeroed - x).abs().max().item()
+    if gap > 1e-5:
+        raise check.CheckFailed(f"{_BLOCK}: with every weight at zero the block should return its input (x + 0 + 0, "
+                                f"the residual path), but it differs by up to {gap:.3g}: is a residual connection "
+                                "missing, or is a LayerNorm applied after the addition (post-LN)?")
+    torch.manual_seed(0)
+    model = _CopyModel(make_block)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(1)
+    model.train()
+    for _ in range(steps):
+        loss = _copy_loss(model, *_copy_batch(g))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        heldout = _copy_loss(model, *_copy_batch(torch.Generator().manual_seed(2), 256)).item()
+    check.at_most(heldout, COPY_THRESHOLD, f"{_BLOCK}: held-out loss on the repeated digits after {steps} steps")
+    return {"train": loss.item(), "heldout": heldout}
 
 
 def check_cached_step(step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
@@ -41,7 +157,7 @@ def check_cached_step(step: Callable[..., tuple[torch.Tensor, torch.Tensor, torc
         k_all, v_all = torch.cat([kc, k], 2), torch.cat([vc, v], 2)  # (B, nh, T + 1, hs)
         expected = scaled_dot_product_attention(q, k_all, v_all)[0]  # (B, nh, 1, hs)
         cases.append(((q, k, v, kc, vc), _pack((expected, k_all, v_all))))
-    check.cases(lambda *args: _pack(step(*args)), cases, "Exercise 6.2 (one attention step with a KV cache)",
+    check.cases(lambda *args: _pack(step(*args)), cases, "Exercise 6.3 (one attention step with a KV cache)",
                 atol=1e-5)
 
 
@@ -62,7 +178,7 @@ def check_temperature(probabilities: Callable[[torch.Tensor, float], torch.Tenso
     for seed, (shape, temperature) in enumerate([((4,), 1.0), ((2, 5), 0.5), ((3, 7), 2.0)]):
         logits = torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * 2
         cases.append(((logits, temperature), torch.softmax(logits / temperature, dim=-1)))
-    check.cases(probabilities, cases, "Exercise 6.3 (sampling temperature)", atol=1e-6)
+    check.cases(probabilities, cases, "Exercise 6.4 (sampling temperature)", atol=1e-6)
 
 
 # Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
@@ -72,4 +188,27 @@ WRONG_ANSWERS = {
     "check_cached_step": [("forgot to append the new key and value", lambda q, k, v, kc, vc:
                            (scaled_dot_product_attention(q, kc, vc)[0], kc, vc))],
     "check_temperature": [("multiplied instead of divided", lambda logits, t: torch.softmax(logits * t, dim=-1))],
+    "check_block": [("no causal mask: each position sees the future", lambda d, h: _NoMask(d, h), "causal"),
+                    ("no residual connections", lambda d, h: _NoResidual(d, h), "residual")],
 }
+
+
+class _NoMask(nn.Module):
+    """A likely wrong block: the package's pre-LN block, run without the causal mask."""
+
+    def __init__(self, d_model: int, num_heads: int):
+        super().__init__()
+        from attnbook.layers import Block, BlockConfig
+        self.block = Block(BlockConfig(d_model, num_heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class _NoResidual(_NoMask):
+    """A likely wrong block: attention and feed-forward stacked without adding the input back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.block
+        a = b.self_attention(b.norm1(x), is_causal=True)
+        return b.feed_forward(b.norm2(a))
