@@ -18,7 +18,7 @@ Each chapter and the modules it uses:
      3  attention, cost, training, viz.plotting
      4  attention, cost, layers, positional, pretrained, training, viz.plotting
      5  attention, layers, multihead, training, viz.plotting
-     6  attention, checkpoints, gpt, rnn, tasks, training, transformer
+     6  checkpoints, gpt, layers, masks, multihead, rnn, tasks, training, transformer
      7  layers, training, vit
      8  attribution, head_patterns, heads, pretrained, sentence_embeddings, training,
         viz.bertviz
