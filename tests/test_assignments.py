@@ -190,6 +190,17 @@ def test_wire_refuses_anything_else(bad, message):
         wire.dumps(object())
 
 
+def test_in_kernel_trials_name_only_the_package():
+    from attnbook.course.worker import KernelFunction
+
+    proxy = KernelFunction(session=None, expression="MyBlock")
+    trial = proxy.in_kernel("attnbook.course.exercises.ch06:block_trial")
+    assert "import_module('attnbook.course.exercises.ch06').block_trial((MyBlock)" in trial.expression
+    for bad in ("os:system", "attnbook.course.exercises.ch06", "attnbook; import os:x", "attnbook:a.b"):
+        with pytest.raises(ValueError, match="attnbook.<module>:<function>"):
+            proxy.in_kernel(bad)
+
+
 SANDBOX_PROBE = """
 import os, socket
 report = {}

@@ -109,3 +109,48 @@ def test_ch06_wrong_solutions_fail():
         ch06.check_cached_step(lambda q, k, v, kc, vc: (attention(q, kc, vc), kc, vc))
     with pytest.raises(check.CheckFailed, match="Exercise 6.4"):  # multiplied instead of divided
         ch06.check_temperature(lambda logits, t: torch.softmax(logits * t, dim=-1))
+
+
+class _OverTheWire:
+    """Stands in for the grader's proxy of a submission's class: the trial's data crosses the wire codec."""
+
+    def __init__(self, make_block):
+        self.make_block, self.calls = make_block, []
+
+    def __call__(self, *args):
+        raise AssertionError("the check must not build the submission's block in the grader")
+
+    def in_kernel(self, function):
+        import importlib
+
+        from attnbook.course import wire
+
+        module, name = function.split(":")
+        trial = getattr(importlib.import_module(module), name)
+        self.calls.append(function)
+
+        def run(*args):
+            reply = wire.loads(wire.dumps({"ok": trial(self.make_block, *wire.loads(wire.dumps(list(args))))}))
+            return reply["ok"]
+
+        return run
+
+
+def test_ch06_block_check_judges_a_graded_submission_from_data_only():
+    proxy = _OverTheWire(CausalBlock)
+    result = ch06.check_block(proxy)
+    assert proxy.calls == ["attnbook.course.exercises.ch06:block_trial"]
+    assert result["heldout"] <= ch06.COPY_THRESHOLD
+    with pytest.raises(check.CheckFailed, match="causal mask"):
+        ch06.check_block(_OverTheWire(NoMask))
+    with pytest.raises(check.CheckFailed, match="residual"):
+        ch06.check_block(_OverTheWire(NoResidual))
+
+
+def test_ch06_block_check_rejects_a_faked_trial():
+    class Faked(_OverTheWire):
+        def in_kernel(self, function):
+            return lambda *args: {"y": "PASS"}
+
+    with pytest.raises(check.CheckFailed, match="no y of shape"):
+        ch06.check_block(Faked(CausalBlock))

@@ -96,6 +96,21 @@ class KernelFunction:
             raise NotImplementedError(message)
         raise _submission_error(name, message)
 
+    def in_kernel(self, function: str) -> "KernelFunction":
+        """Stands for ``function(<the submission's object>, *args)``, run in the kernel.
+
+        For exercises whose answer is not a function of data (a module class that must
+        be built and trained where it was defined): ``function`` (``"module:name"`` in
+        :mod:`attnbook`) runs the trial there, and only its plain-data result comes back
+        for the check to judge. The kernel can fake that data, as it can any result.
+        """
+        module, _, name = function.partition(":")
+        if not re.fullmatch(r"attnbook(\.\w+)*", module) or not name.isidentifier():
+            raise ValueError(f"expected 'attnbook.<module>:<function>', got {function!r}")
+        expression = (f"(lambda *a, **k: __import__('importlib').import_module({module!r}).{name}"
+                      f"(({self.expression}), *a, **k))")
+        return KernelFunction(self.session, expression)
+
     def __repr__(self) -> str:
         return f"<the submission's {self.expression}>"
 

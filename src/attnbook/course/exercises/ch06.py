@@ -62,18 +62,69 @@ def _copy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return nn.functional.cross_entropy(logits.flatten(0, 1), y[:, COPY_LENGTH - 1:].flatten())
 
 
-def _block_output(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _block_output(block: nn.Module, x: torch.Tensor) -> torch.Tensor | str:
+    """The block's output on ``x``, or a message saying why there is none."""
     try:
         y = block(x)
     except NotImplementedError:
-        raise check.CheckFailed(f"{_BLOCK}: not implemented yet (replace the `raise NotImplementedError`)") from None
-    except Exception as err:
-        raise check.CheckFailed(f"{_BLOCK}: calling the block on a tensor of shape {tuple(x.shape)} raised "
-                                f"{type(err).__name__}: {err}") from err
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure of the learner's block is reported, not raised
+        return f"calling the block on a tensor of shape {tuple(x.shape)} raised {type(err).__name__}: {err}"
     if not isinstance(y, torch.Tensor) or y.shape != x.shape:
-        raise check.CheckFailed(f"{_BLOCK}: expected an output of shape {tuple(x.shape)}, got "
-                                f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
-    return y
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        return f"expected an output of shape {tuple(x.shape)}, got {got}"
+    return y.detach()
+
+
+def _block_probes() -> tuple[torch.Tensor, ...]:
+    """A probe input, the same with positions 6-11 changed, held-out copy inputs and targets."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 12, 32, generator=g)
+    changed = x.clone()
+    changed[:, 6:] = torch.randn(2, 6, 32, generator=g)
+    heldout_x, heldout_y = _copy_batch(torch.Generator().manual_seed(2), 256)
+    return x, changed, heldout_x, heldout_y
+
+
+def block_trial(make_block: Callable[[int, int], nn.Module], x: torch.Tensor, changed: torch.Tensor,
+                heldout_x: torch.Tensor, steps: int) -> dict:
+    """Run the learner's block where it lives (in a graded submission: its kernel); plain data back.
+
+    Returns ``{"y", "y_changed", "zeroed", "heldout_logits", "train"}`` (tensors and a
+    float), or ``{"problem": message}`` when the block cannot be built or called.
+    Raises ``NotImplementedError`` when the block is still a stub. The verdict is
+    :func:`check_block`'s, from this data.
+    """
+    with torch.random.fork_rng():  # the caller's random state is left as it was
+        torch.manual_seed(0)
+        block = make_block(32, 4)
+        if not isinstance(block, nn.Module):
+            return {"problem": f"expected make_block(32, 4) to return an nn.Module, got {type(block).__name__}"}
+        block.eval()
+        with torch.no_grad():
+            y, y_changed = _block_output(block, x), _block_output(block, changed)
+            for p in block.parameters():
+                p.zero_()
+            zeroed = _block_output(block, x)
+        for out in (y, y_changed, zeroed):
+            if isinstance(out, str):
+                return {"problem": out}
+        torch.manual_seed(0)
+        model = _CopyModel(make_block)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        g = torch.Generator().manual_seed(1)
+        model.train()
+        loss = torch.zeros(())
+        for _ in range(steps):
+            loss = _copy_loss(model, *_copy_batch(g))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            logits = model(heldout_x)
+        return {"y": y, "y_changed": y_changed, "zeroed": zeroed, "heldout_logits": logits.detach(),
+                "train": float(loss.item())}
 
 
 def check_block(make_block: Callable[[int, int], nn.Module], *, steps: int = 100) -> dict[str, float]:
@@ -86,60 +137,57 @@ def check_block(make_block: Callable[[int, int], nn.Module], *, steps: int = 100
     eight random digits within ``steps`` Adam steps (held-out loss on the repeated half
     at most ``COPY_THRESHOLD`` nats; chance is ln 10 = 2.3). Returns the losses.
 
+    The block runs in :func:`block_trial`; when grading, that runs in the submission's
+    kernel and only its outputs come back, so the verdict is computed here, from data.
+
     Shapes: the block maps (B, T, d_model) -> (B, T, d_model).
     """
     if not callable(make_block):
         raise TypeError(f"expected a class or function make_block(d_model, num_heads), got "
                         f"{type(make_block).__name__}")
-    with torch.random.fork_rng():  # the caller's random state is left as it was
-        return _check_block(make_block, steps)
-
-
-def _check_block(make_block: Callable[[int, int], nn.Module], steps: int) -> dict[str, float]:
-    torch.manual_seed(0)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"expected steps to be a positive int, got {steps!r}")
+    x, changed, heldout_x, heldout_y = _block_probes()
+    in_kernel = getattr(make_block, "in_kernel", None)  # a graded submission's block (attnbook.course.worker)
+    trial = in_kernel(f"{__name__}:block_trial") if in_kernel is not None else (
+        lambda *args: block_trial(make_block, *args))
     try:
-        block = make_block(32, 4)
+        result = trial(x, changed, heldout_x, steps)
     except NotImplementedError:
         raise check.CheckFailed(f"{_BLOCK}: not implemented yet (replace the `raise NotImplementedError`)") from None
-    if not isinstance(block, nn.Module):
-        raise check.CheckFailed(f"{_BLOCK}: expected make_block(32, 4) to return an nn.Module, got "
-                                f"{type(block).__name__}")
-    block.eval()
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 12, 32, generator=g)
-    changed = x.clone()
-    changed[:, 6:] = torch.randn(2, 6, 32, generator=g)
-    with torch.no_grad():
-        y, y_changed = _block_output(block, x), _block_output(block, changed)
+    return _judge_block(result, x, heldout_x, heldout_y, steps)
+
+
+def _tensor(result: dict, key: str, shape: tuple[int, ...]) -> torch.Tensor:
+    value = result.get(key)
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+        raise check.CheckFailed(f"{_BLOCK}: the trial returned no {key} of shape {shape}")
+    return value.float()
+
+
+def _judge_block(result: dict, x: torch.Tensor, heldout_x: torch.Tensor, heldout_y: torch.Tensor,
+                 steps: int) -> dict[str, float]:
+    if not isinstance(result, dict):
+        raise check.CheckFailed(f"{_BLOCK}: the trial returned {type(result).__name__}, expected a dict")
+    if "problem" in result:
+        raise check.CheckFailed(f"{_BLOCK}: {result['problem']}")
+    y, y_changed, zeroed = (_tensor(result, key, tuple(x.shape)) for key in ("y", "y_changed", "zeroed"))
     leak = (y[:, :6] - y_changed[:, :6]).abs().max().item()
-    if leak > 1e-5:
+    if not leak <= 1e-5:
         raise check.CheckFailed(f"{_BLOCK}: changing positions 6-11 changed the outputs at positions 0-5 (by up to "
                                 f"{leak:.3g}): each position may only attend to itself and earlier ones; is the "
                                 "causal mask missing?")
-    with torch.no_grad():
-        for p in block.parameters():
-            p.zero_()
-        zeroed = _block_output(block, x)
     gap = (zeroed - x).abs().max().item()
-    if gap > 1e-5:
+    if not gap <= 1e-5:
         raise check.CheckFailed(f"{_BLOCK}: with every weight at zero the block should return its input (x + 0 + 0, "
                                 f"the residual path), but it differs by up to {gap:.3g}: is a residual connection "
                                 "missing, or is a LayerNorm applied after the addition (post-LN)?")
-    torch.manual_seed(0)
-    model = _CopyModel(make_block)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(1)
-    model.train()
-    for _ in range(steps):
-        loss = _copy_loss(model, *_copy_batch(g))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        heldout = _copy_loss(model, *_copy_batch(torch.Generator().manual_seed(2), 256)).item()
+    logits = _tensor(result, "heldout_logits", (*heldout_x.shape, COPY_VOCAB))
+    heldout = nn.functional.cross_entropy(logits[:, COPY_LENGTH - 1:].flatten(0, 1),  # the repeated half
+                                          heldout_y[:, COPY_LENGTH - 1:].flatten()).item()
     check.at_most(heldout, COPY_THRESHOLD, f"{_BLOCK}: held-out loss on the repeated digits after {steps} steps")
-    return {"train": loss.item(), "heldout": heldout}
+    train = result.get("train")
+    return {"train": float(train) if isinstance(train, (int, float)) else float("nan"), "heldout": heldout}
 
 
 def check_cached_step(step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
