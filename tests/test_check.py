@@ -63,7 +63,7 @@ def test_results_are_recorded_to_a_file(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNBOOK_RESULTS", str(path))
     check.at_least(3, 2, "recorded")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert lines == [{"name": "recorded", "kind": "at_least", "value": 3.0, "target": 2.0}]
+    assert lines == [{"name": "recorded", "kind": "at_least", "value": 3.0, "target": 2.0, "passed": True}]
     assert check.results()[-1]["name"] == "recorded"
 
 
@@ -71,3 +71,37 @@ def test_checkfailed_survives_python_O():
     assert issubclass(check.CheckFailed, AssertionError)
     with pytest.raises(check.CheckFailed):
         check.at_least(0, 1, "x")
+
+
+# --- the margin rule and recording mode ----------------------------------------------------
+
+def test_margin_target_moves_the_worst_seed_outward_by_the_larger_margin():
+    assert check.margin_target([0.95, 0.97, 0.96], "at_least") == pytest.approx(0.95 - 0.02)
+    assert check.margin_target([1.0, 1.0, 1.0], "at_least") == pytest.approx(0.98)  # 2% of the worst
+    assert check.margin_target([1.40, 1.41, 1.45], "at_most") == pytest.approx(1.45 + 0.05)
+    assert check.margin_target([-2.0, -1.0, -1.5], "at_most") == pytest.approx(-1.0 + 1.0)
+
+
+@pytest.mark.parametrize("values, kind, error, message", [
+    ([1.0, 2.0], "at_most", ValueError, "at least 3 seeds"),
+    ([1.0, 2.0, 3.0], "close", ValueError, "'at_least' or 'at_most'"),
+    ("123", "at_most", TypeError, "sequence of numbers"),
+    ([1.0, "x", 2.0], "at_most", TypeError, "real number"),
+])
+def test_margin_target_rejects_bad_input(values, kind, error, message):
+    with pytest.raises(error, match=message):
+        check.margin_target(values, kind)
+
+
+def test_record_mode_records_a_failing_threshold_instead_of_raising(monkeypatch, tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    monkeypatch.setenv("ATTNBOOK_RESULTS", str(results))
+    monkeypatch.setenv("ATTNBOOK_CHECKS", "record")
+    check.at_least(0.5, 0.9, "accuracy")
+    check.at_most(2.0, 1.0, "loss")
+    assert "FAIL (recorded" in capsys.readouterr().out
+    entries = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(e["name"], e["value"], e["passed"]) for e in entries] == [("accuracy", 0.5, False), ("loss", 2.0, False)]
+    monkeypatch.delenv("ATTNBOOK_CHECKS")
+    with pytest.raises(check.CheckFailed, match="expected at least 0.9"):
+        check.at_least(0.5, 0.9, "accuracy")

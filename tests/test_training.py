@@ -346,3 +346,19 @@ def test_progress_bar_shows_unless_tqdm_is_disabled(monkeypatch, capsys):
     monkeypatch.setenv("TQDM_DISABLE", "1")
     _train(progress=True, steps=3)
     assert "training" not in capsys.readouterr().err
+
+
+def test_set_seed_adds_the_attnbook_seed_offset(monkeypatch):
+    set_seed(5)
+    base = torch.rand(3)
+    monkeypatch.setenv("ATTNBOOK_SEED", "2")
+    set_seed(3)
+    assert torch.equal(torch.rand(3), base)  # 3 + 2 is seed 5
+    set_seed(0)
+    shifted = torch.rand(3)
+    monkeypatch.delenv("ATTNBOOK_SEED")
+    set_seed(0)
+    assert not torch.equal(torch.rand(3), shifted)
+    monkeypatch.setenv("ATTNBOOK_SEED", "one")
+    with pytest.raises(ValueError, match="ATTNBOOK_SEED to be an int, got 'one'"):
+        set_seed(0)

@@ -30,9 +30,19 @@ OPTIMIZERS = ("adam", "adamw")
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (CPU and every GPU)."""
+    """Seed Python, NumPy and PyTorch (CPU and every GPU).
+
+    The environment variable ``ATTNBOOK_SEED`` (an int, default 0) is added to
+    ``seed``: ``benchmarks/seed_runs.py`` re-runs a chapter with other seeds this way
+    (see the margin rule in :mod:`attnbook.course.check`).
+    """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"expected an int seed, got {type(seed).__name__}")
+    offset = os.environ.get("ATTNBOOK_SEED", "0")
+    try:
+        seed += int(offset)
+    except ValueError:
+        raise ValueError(f"expected the environment variable ATTNBOOK_SEED to be an int, got {offset!r}") from None
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -5,6 +5,19 @@ Each check prints one clear line when it passes and raises :class:`CheckFailed`
 was got when it does not. Every passing check is also recorded, so that the
 benchmark script can read each notebook's headline results: set the environment
 variable ``ATTNBOOK_RESULTS`` to a file path and each check appends one JSON line.
+
+**Thresholds come from recorded runs** (the margin rule, the one place it is written):
+each ``at_least``/``at_most`` target in a chapter is set from at least three seeds
+(``python benchmarks/seed_runs.py notebooks/NN_x.ipynb``, which runs the notebook with
+``ATTNBOOK_SEED=0,1,2`` so that ``training.set_seed`` shifts every seed) on the CPU,
+and on a GPU when one is lent. :func:`margin_target` turns the recorded values into
+the target: the worst seed, moved outward by the larger of the seeds' spread (max -
+min) and 2% of the worst value's magnitude. A target tighter than that fails on an
+unlucky seed; a much looser one checks nothing.
+
+With ``ATTNBOOK_CHECKS=record`` (set by that script) a failing ``at_least``/``at_most``
+is recorded with ``"passed": false`` and printed instead of raised, so one run records
+every figure; never set it in a test.
 """
 
 from __future__ import annotations
@@ -15,7 +28,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["CheckFailed", "at_least", "at_most", "close", "equal", "true", "cases", "results"]
+__all__ = ["CheckFailed", "at_least", "at_most", "close", "equal", "true", "cases", "results", "margin_target"]
 
 _RESULTS: list[dict[str, Any]] = []
 
@@ -39,13 +52,38 @@ def _name(name: Any) -> str:
     return name
 
 
-def _record(name: str, kind: str, value: Any, target: Any) -> None:
-    entry = {"name": name, "kind": kind, "value": value, "target": target}
+def _record(name: str, kind: str, value: Any, target: Any, passed: bool = True) -> None:
+    entry = {"name": name, "kind": kind, "value": value, "target": target, "passed": passed}
     _RESULTS.append(entry)
     path = os.environ.get("ATTNBOOK_RESULTS")
     if path:
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
+
+
+def _fail_threshold(name: str, kind: str, value: float, target: float, message: str) -> None:
+    if os.environ.get("ATTNBOOK_CHECKS") != "record":
+        raise CheckFailed(message)
+    print(f"FAIL (recorded, not raised: ATTNBOOK_CHECKS=record)  {message}")
+    _record(name, kind, value, target, passed=False)
+
+
+def margin_target(values: Sequence[float], kind: str) -> float:
+    """The threshold the margin rule (module docstring) gives for recorded ``values``.
+
+    ``kind`` is ``"at_least"`` (the worst seed is the smallest) or ``"at_most"``.
+    Example: ``margin_target([0.95, 0.97, 0.96], "at_least")`` is 0.95 - 0.02 = 0.93.
+    """
+    if kind not in ("at_least", "at_most"):
+        raise ValueError(f"expected kind 'at_least' or 'at_most', got {kind!r}")
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"expected a sequence of numbers, got {type(values).__name__}")
+    numbers = [_number(v, "recorded value") for v in values]
+    if len(numbers) < 3:
+        raise ValueError(f"expected values from at least 3 seeds, got {len(numbers)}")
+    worst = min(numbers) if kind == "at_least" else max(numbers)
+    margin = max(max(numbers) - min(numbers), 0.02 * abs(worst))
+    return worst - margin if kind == "at_least" else worst + margin
 
 
 def _fmt(x: float) -> str:
@@ -60,7 +98,8 @@ def at_least(value: float, target: float, name: str) -> None:
     name = _name(name)
     v, t = _number(value, name), _number(target, "target")
     if v < t:
-        raise CheckFailed(f"{name}: expected at least {_fmt(t)}, got {_fmt(v)}")
+        _fail_threshold(name, "at_least", v, t, f"{name}: expected at least {_fmt(t)}, got {_fmt(v)}")
+        return
     print(f"PASS  {name} = {_fmt(v)} (at least {_fmt(t)})")
     _record(name, "at_least", v, t)
 
@@ -70,7 +109,8 @@ def at_most(value: float, target: float, name: str) -> None:
     name = _name(name)
     v, t = _number(value, name), _number(target, "target")
     if v > t:
-        raise CheckFailed(f"{name}: expected at most {_fmt(t)}, got {_fmt(v)}")
+        _fail_threshold(name, "at_most", v, t, f"{name}: expected at most {_fmt(t)}, got {_fmt(v)}")
+        return
     print(f"PASS  {name} = {_fmt(v)} (at most {_fmt(t)})")
     _record(name, "at_most", v, t)
 
