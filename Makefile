@@ -22,6 +22,8 @@
 #                make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 #   PIP_UPGRADE  1 = upgrade every dependency to its newest release (the weekly CI run)
 #   PYTHON       the interpreter that creates .venv (default: python3, 3.11 or newer)
+#   JOBS         parallel test workers, one thread each (default: the number of cores;
+#                JOBS=1: one process, PyTorch's own threads)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -133,14 +135,22 @@ test: $(VENV_STAMP) $(VENDOR_STAMP)
 	$(MAKE) --no-print-directory book REUSE_NB_CACHE=1
 	$(MAKE) --no-print-directory test-site
 
+# JOBS pytest workers (pytest-xdist) share the cores, each on one thread (more threads
+# per worker than cores oversubscribe OpenMP and slow everything down); JOBS=1 runs in
+# one process with PyTorch's default threads. --dist loadfile keeps each test file, and
+# each notebook, whole on one worker (nbval runs a notebook's cells in one kernel).
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+PARALLEL = $(if $(filter-out 0 1,$(JOBS)),OMP_NUM_THREADS=1 MKL_NUM_THREADS=1,)
+XDIST = $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist loadfile,)
+
 test-unit: $(VENV_STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest tests -m "not site"
+	MPLBACKEND=Agg $(PARALLEL) $(PY) -m pytest tests -m "not site" $(XDIST) --durations=10
 
 # Each chapter once, with its own result checks (nbval); the executed chapters go into the
 # book's jupyter-cache (see NB_CACHE above).
 test-notebooks: $(VENV_STAMP)
-	$(PY) -m pytest -p tools.nbval_cache --nbval-cache $(NB_CACHE) \
-	  --nbval-lax --nbval-current-env notebooks
+	$(PARALLEL) $(PY) -m pytest -p tools.nbval_cache --nbval-cache $(NB_CACHE) \
+	  --nbval-lax --nbval-current-env $(XDIST) --durations=12 notebooks
 
 test-site: $(VENV_STAMP)
 	$(PY) -m pytest tests -m site

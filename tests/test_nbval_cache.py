@@ -55,12 +55,12 @@ def _write(path: Path, sources: list[str], title: str) -> Path:
     return path
 
 
-def _run_nbval(folder: Path, cache: Path, *notebooks: Path) -> subprocess.CompletedProcess:
+def _run_nbval(folder: Path, cache: Path, *notebooks: Path, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, "-m", "pytest", "-c", str(folder / "pytest.ini"), "-p", "no:cacheprovider",
                "-p", "tools.nbval_cache", "--nbval-cache", str(cache), "--nbval-lax", "--nbval-current-env",
-               *map(str, notebooks)]
+               *extra, *map(str, notebooks)]
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -102,6 +102,21 @@ def nbval_run(tmp_path_factory: pytest.TempPathFactory):
     _cache(cache).cache_notebook_file(str(left_over), check_validity=False)
     result = _run_nbval(folder, cache, *notebooks.values())
     return folder, notebooks, cache, result
+
+
+def test_under_xdist_each_worker_caches_what_it_ran(tmp_path: Path) -> None:
+    """`-n 2 --dist loadfile`: the controller empties the cache, both workers write to it."""
+    pytest.importorskip("xdist")
+    notebooks = [_write(tmp_path / f"nb{i}.ipynb", [f"print({i})", "print('done')"], f"N{i}") for i in range(3)]
+    bad = _write(tmp_path / "bad.ipynb", BAD, "Bad")
+    cache = tmp_path / "_build" / ".jupyter_cache"
+    left_over = _write(tmp_path / "left_over.ipynb", ["print('from an earlier run')"], "Left over")
+    _cache(cache).cache_notebook_file(str(left_over), check_validity=False)
+    result = _run_nbval(tmp_path, cache, *notebooks, bad, extra=("-n", "2", "--dist", "loadfile"))
+    assert result.returncode == 1 and "FAILED CHECK: expected 2, got 1" in result.stdout, result.stdout
+    records = {Path(r.uri).name for r in _cache(cache).list_cache_records()}
+    assert records == {"nb0.ipynb", "nb1.ipynb", "nb2.ipynb"}, (records, result.stdout)
+    assert result.stdout.count(": cached") == 3, result.stdout
 
 
 def test_a_failing_cell_still_fails_the_run(nbval_run) -> None:

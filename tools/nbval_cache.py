@@ -22,11 +22,17 @@ Usage (the Makefile does this)::
 
 The cache is emptied when the session starts, so after the run it holds exactly the
 notebooks this run executed and passed. Without ``--nbval-cache`` the plugin does nothing.
+
+Under pytest-xdist (``-n 2 --dist loadfile``: each notebook runs whole on one worker)
+the controller empties the cache before the workers start, each worker writes the
+notebooks it ran (under a file lock: one writer at a time), and the summary lists what
+the cache holds at the end.
 """
 
 from __future__ import annotations
 
 import copy
+import fcntl
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -88,10 +94,13 @@ class _CachePlugin:
 
     # --- session -------------------------------------------------------------------------
 
+    @pytest.hookimpl(tryfirst=True)  # under xdist: before the controller starts its workers
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         # Start empty: an entry left by an earlier run (or an earlier book build) would be
         # served even if the package changed since; after this run the cache holds only
-        # what this run executed and validated.
+        # what this run executed and validated. An xdist worker leaves it to the controller.
+        if hasattr(session.config, "workerinput"):
+            return
         if self.path.exists():
             if any(self.path.iterdir()) and not (self.path / "global.db").is_file():
                 raise pytest.UsageError(f"{OPTION} {self.path}: expected a jupyter-cache folder (with global.db) "
@@ -99,12 +108,16 @@ class _CachePlugin:
             shutil.rmtree(self.path)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.runs:
+        if hasattr(terminalreporter.config, "workerinput") or not (self.path / "global.db").is_file():
             return
+        from jupyter_cache import get_cache
+
         terminalreporter.write_sep("-", f"nbval-cache: {self.path}")
+        for record in sorted(get_cache(str(self.path)).list_cache_records(), key=lambda r: r.uri):
+            terminalreporter.write_line(f"{record.uri}: cached")
         for run_id, run in self.runs.items():
-            state = "cached" if Path(run_id) in self.written else "NOT cached (failed, skipped or not run)"
-            terminalreporter.write_line(f"{run_id}: {state}")
+            if Path(run_id) not in self.written:
+                terminalreporter.write_line(f"{run_id}: NOT cached (failed, skipped or not run)")
 
     # --- per cell --------------------------------------------------------------------------
 
@@ -210,5 +223,8 @@ class _CachePlugin:
         if run.client is not None and run.client.widget_state:
             run.client.set_widgets_metadata()
         bundle = CacheBundleIn(run.nb, str(path), data={"execution_seconds": run.finished - run.started})
-        get_cache(str(self.path)).cache_notebook_bundle(bundle, check_validity=True, overwrite=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path.parent / f"{self.path.name}.lock", "w") as lock:  # one writer at a time (xdist)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            get_cache(str(self.path)).cache_notebook_bundle(bundle, check_validity=True, overwrite=True)
         self.written.append(path)
