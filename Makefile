@@ -1,4 +1,4 @@
-# Attention, from the bottleneck to the Vision Transformer: build and test the book.
+# Attention, from the bottleneck to the transformer and beyond: build and test the book.
 #
 #   make book    build the HTML book into _build/html (from clean; any warning or failing
 #                notebook cell fails the build)

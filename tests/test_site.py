@@ -148,8 +148,9 @@ def visit(browser, site_url: str):
     """Open a page (path relative to the site root); block and record non-local requests."""
     contexts = []
 
-    def open_page(path: str) -> Visit:
-        context = browser.new_context()
+    def open_page(path: str, viewport: dict[str, int] | None = None) -> Visit:
+        context = browser.new_context(viewport=viewport) if viewport else browser.new_context()
+        context.set_default_timeout(120_000)  # a loaded 2-core CI machine can take a while per page
         contexts.append(context)
         page = context.new_page()
         result = Visit(page)
@@ -282,6 +283,97 @@ def test_chapter_page(visit, notebook: Path) -> None:
 
     problems += result.problems()
     assert not problems, f"{path}:\n  " + "\n  ".join(problems)
+
+
+# Readable in the book's column: no code block or table wider than its container. The
+# viewport is wide enough for the theme's text column to reach its full width (854 px,
+# with a 786 px code block: an 88-character line of the 14 px code font fits, as the
+# chapters' 88-character limit intends; tests/test_notebook_line_length.py checks that
+# limit in the notebooks). Collapsed solution cells are opened first: readers open them.
+READING_VIEWPORT = {"width": 1440, "height": 900}
+
+# Every code block (cell inputs, text outputs, code in the prose) and every table of the
+# chapter's content; for a table, the box it must fit is its parent's (the column, or the
+# output area that would show a scroll bar). HTML outputs other than tables (chapter 8's
+# interactive BertViz views) are not measured.
+_OVERFLOW_JS = """(root) => {
+    root.querySelectorAll('details').forEach(d => { d.open = true; });
+    const cells = Array.from(root.querySelectorAll('.cell'));
+    const where = (el) => {
+        const cell = el.closest('.cell');
+        if (!cell) return 'prose';
+        const part = el.closest('.cell_output') ? 'output' : 'input';
+        return `code cell ${cells.indexOf(cell) + 1} of ${cells.length}, ${part}`;
+    };
+    const firstLine = (el) => {
+        const lines = (el.innerText || el.textContent || '').split('\\n').map(l => l.trim()).filter(l => l);
+        return (lines[0] || '').slice(0, 80);
+    };
+    const found = [];
+    const blocks = new Set(root.querySelectorAll('div.highlight pre, .cell_output pre'));
+    for (const el of blocks) {
+        if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) {
+            found.push({kind: 'code block', where: where(el), width: el.scrollWidth, box: el.clientWidth,
+                        first: firstLine(el)});
+        }
+    }
+    for (const el of root.querySelectorAll('table')) {
+        const box = el.parentElement;
+        const width = Math.max(el.scrollWidth, Math.ceil(el.getBoundingClientRect().width));
+        if (box.clientWidth > 0 && width > box.clientWidth + 1) {
+            const header = Array.from(el.querySelectorAll('tr')).slice(0, 1)
+                .map(tr => Array.from(tr.children).map(c => c.textContent.trim()).join(' | '))[0] || '';
+            found.push({kind: 'table', where: where(el), width: width, box: box.clientWidth,
+                        first: header.slice(0, 80)});
+        }
+    }
+    return found;
+}"""
+
+
+def overflowing(page) -> list[str]:
+    """Every code block and table in the page's content that is wider than its container."""
+    page.evaluate("() => document.fonts.ready")
+    main = page.locator("main#main-content article, article.bd-article").first
+    found = page.evaluate(_OVERFLOW_JS, main.element_handle())
+    return [f"{item['kind']} ({item['where']}) is {item['width']} px wide in a {item['box']} px container; "
+            f"first line: {item['first']!r}" for item in found]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_chapter_code_and_tables_fit_the_column(visit, notebook: Path) -> None:
+    path = f"notebooks/{notebook.stem}.html"
+    assert (SITE / path).exists(), f"{path} was not built: is {notebook.name} listed in _toc.yml?"
+    result = visit(path, viewport=READING_VIEWPORT)
+    problems = overflowing(result.page)
+    assert not problems, (f"{path}: {len(problems)} element(s) wider than their container at a "
+                          f"{READING_VIEWPORT['width']} px wide window (wrap code at 88 characters; "
+                          f"transpose or split wide tables):\n  " + "\n  ".join(problems))
+
+
+def test_overflow_check_finds_a_wide_code_line_and_a_wide_table(visit) -> None:
+    """The check can fail: cells with an 89- and an 88-character line, and a wide table."""
+    result = visit("book/glossary.html", viewport=READING_VIEWPORT)
+    page = result.page
+    page.evaluate("""() => {
+        const article = document.querySelector('main#main-content article, article.bd-article');
+        const cell = (line) => {
+            const div = document.createElement('div');
+            div.className = 'cell docutils container';
+            div.innerHTML = '<div class="cell_input docutils container"><div class="highlight-python notranslate">'
+                + '<div class="highlight"><pre></pre></div></div></div>';
+            div.querySelector('pre').textContent = 'short line\\n' + line;
+            return div;
+        };
+        const table = document.createElement('table');
+        table.innerHTML = '<tr>' + Array.from({length: 40}, (_, i) => `<th>column_${i}</th>`).join('') + '</tr>';
+        article.append(cell('y = ' + '2'.repeat(84)), cell('x = ' + '1'.repeat(120)), table);
+    }""")
+    problems = overflowing(page)
+    assert len(problems) == 2, f"expected the 124-character line and the wide table, got {problems}"
+    assert problems[0].startswith("code block (code cell 2 of 2, input)"), problems[0]
+    assert "first line: 'short line'" in problems[0], problems[0]
+    assert problems[1].startswith("table (prose)") and "column_0 | column_1" in problems[1], problems[1]
 
 
 def test_student_versions_are_published(visit, site_url: str) -> None:
