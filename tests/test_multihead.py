@@ -129,6 +129,15 @@ def test_kv_cache_bytes_per_token():
     assert kv_cache_bytes_per_token(layer, num_layers=3, dtype=torch.float32) == 3 * 2 * 8 * 4
 
 
+def test_kv_cache_bytes_per_token_on_the_meta_device_at_a_7b_size():
+    # chapter 5 measures a Llama-2-7B-sized layer (d 4096, 32 heads of 128, 32 layers) built on "meta"
+    for kv, kib in [(32, 512), (8, 128), (1, 16)]:
+        with torch.device("meta"):
+            layer = MultiHeadAttention(d_model=4096, num_heads=32, num_kv_heads=kv, bias=False)
+        per_token = kv_cache_bytes_per_token(layer, num_layers=32, dtype=torch.float16)
+        assert per_token == 2 * kv * 128 * 2 * 32 == kib * 1024
+
+
 def test_bad_input_is_reported_clearly():
     with pytest.raises(ValueError, match="d_model divisible by num_heads"):
         MultiHeadConfig(d_model=10, num_heads=4)

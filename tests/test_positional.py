@@ -70,3 +70,18 @@ def test_bad_inputs():
         apply_rotary(torch.ones(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="base greater than 1"):
         sinusoidal_encoding(4, 8, base=1)
+
+
+def test_added_positions_break_permutation_equivariance():
+    # chapter 4: without positions self-attention only permutes its output; with them it does not
+    from attnbook.attention import SelfAttention
+
+    torch.manual_seed(1)
+    layer = SelfAttention(16)
+    x, perm = torch.randn(1, 7, 16), torch.tensor([2, 6, 1, 3, 0, 5, 4])
+    pe = sinusoidal_encoding(7, 16)
+    with torch.no_grad():
+        plain = (layer(x[:, perm]) - layer(x)[:, perm]).abs().max().item()
+        with_positions = (layer(x[:, perm] + pe) - layer(x + pe)[:, perm]).abs().max().item()
+    assert plain < 1e-5
+    assert with_positions > 1e-2

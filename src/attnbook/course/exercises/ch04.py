@@ -1,16 +1,17 @@
-"""Chapter 4 exercises: self-attention by hand, sinusoidal encodings, and rotary embeddings."""
+"""Chapter 4 exercises: self-attention by hand, sinusoidal encodings, rotary embeddings, a RoPE layer that trains."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from attnbook.course import check
-from attnbook.attention import scaled_dot_product_attention
+from attnbook.attention import SelfAttention, scaled_dot_product_attention
 from attnbook.positional import apply_rotary, sinusoidal_encoding
 
-__all__ = ["check_self_attention", "check_sinusoidal", "check_rotary"]
+__all__ = ["check_self_attention", "check_sinusoidal", "check_rotary", "check_rotary_layer"]
 
 
 def check_self_attention(self_attention: Callable[..., torch.Tensor]) -> None:
@@ -48,11 +49,206 @@ def check_rotary(rotary: Callable[[torch.Tensor], torch.Tensor]) -> None:
     check.cases(rotary, cases, "Exercise 4.3 (rotary position embedding)", atol=1e-5)
 
 
+_LAYER = "Exercise 4.4 (a rotary self-attention layer that trains)"
+# The previous-token task: 8 random digits, the target at position t >= 1 is the digit at t - 1.
+PREV_LENGTH, PREV_VOCAB, PREV_WIDTH, PREV_BATCH = 8, 10, 32, 64
+# Held-out token accuracy after 80 steps. The solution's, at trial seeds 0, 1, 2 (CPU):
+# 1.000, 1.000, 1.000; the margin rule (attnbook.course.check) gives 0.98. Without any
+# position information the same model reaches 0.31 (seed 0; the first wrong answer below).
+PREV_STEPS, PREV_THRESHOLD = 80, 0.98
+
+
+class _PreviousTokenModel(nn.Module):
+    """Embedding (no positions) -> pre-LN residual step with the learner's layer -> feed-forward -> digits."""
+
+    def __init__(self, make_layer: Callable[[int], nn.Module]):
+        super().__init__()
+        self.embed = nn.Embedding(PREV_VOCAB, PREV_WIDTH)
+        self.norm1, self.norm2 = nn.LayerNorm(PREV_WIDTH), nn.LayerNorm(PREV_WIDTH)
+        self.attention = make_layer(PREV_WIDTH)
+        self.feed_forward = nn.Sequential(nn.Linear(PREV_WIDTH, 2 * PREV_WIDTH), nn.ReLU(),
+                                          nn.Linear(2 * PREV_WIDTH, PREV_WIDTH))
+        self.read_out = nn.Linear(PREV_WIDTH, PREV_VOCAB)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids)  # (B, T, width): the only position information is the layer's rotation
+        h = h + self.attention(self.norm1(h))
+        h = h + self.feed_forward(self.norm2(h))
+        return self.read_out(h)  # (B, T, vocab)
+
+
+def _previous_batch(g: torch.Generator, batch: int = PREV_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randint(0, PREV_VOCAB, (batch, PREV_LENGTH), generator=g)
+    return x, x[:, :-1]  # inputs (B, T); targets for positions 1..T-1, (B, T - 1)
+
+
+def _previous_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits[:, 1:].flatten(0, 1), y.flatten())
+
+
+def _layer_output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | str:
+    try:
+        y = layer(x)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure of the learner's layer is reported, not raised
+        return f"calling the layer on a tensor of shape {tuple(x.shape)} raised {type(err).__name__}: {err}"
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        return f"expected an output of shape {tuple(x.shape)}, got {got}"
+    return y.detach()
+
+
+def rotary_layer_trial(make_layer: Callable[[int], nn.Module], x: torch.Tensor, perm: torch.Tensor,
+                       heldout_x: torch.Tensor, steps: int, seed: int = 0) -> dict:
+    """Build and train the learner's layer where it lives (when grading: its kernel); plain data back.
+
+    Returns ``{"weights": [W_q, W_k, W_v, W_o], "y", "y_perm", "heldout_logits"}`` or
+    ``{"problem": message}``; raises ``NotImplementedError`` for a stub. The verdict is
+    :func:`check_rotary_layer`'s, from this data.
+    """
+    with torch.random.fork_rng():  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        layer = make_layer(x.shape[-1])
+        if not isinstance(layer, nn.Module):
+            return {"problem": f"expected RotarySelfAttention({x.shape[-1]}) to be an nn.Module, got "
+                               f"{type(layer).__name__}"}
+        weights = []
+        for name in ("w_q", "w_k", "w_v", "w_o"):
+            lin = getattr(layer, name, None)
+            if not isinstance(lin, nn.Linear) or lin.bias is not None:
+                return {"problem": f"expected an attribute {name} that is a bias-free nn.Linear, got "
+                                   f"{type(lin).__name__}"}
+            weights.append(lin.weight.detach().clone())
+        layer.eval()
+        with torch.no_grad():
+            y, y_perm = _layer_output(layer, x), _layer_output(layer, x[:, perm])
+        for out in (y, y_perm):
+            if isinstance(out, str):
+                return {"problem": out}
+        torch.manual_seed(seed)
+        model = _PreviousTokenModel(make_layer)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        g = torch.Generator().manual_seed(seed + 1)
+        model.train()
+        for _ in range(steps):
+            ids, y_batch = _previous_batch(g)
+            loss = _previous_loss(model(ids), y_batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            logits = model(heldout_x)
+        return {"weights": weights, "y": y, "y_perm": y_perm, "heldout_logits": logits.detach()}
+
+
+def check_rotary_layer(make_layer: Callable[[int], nn.Module], *, steps: int = PREV_STEPS,
+                       seed: int = 0) -> float:
+    """``RotarySelfAttention(d_model)``: single-head self-attention with RoPE on queries and keys.
+
+    Four bias-free ``nn.Linear(d_model, d_model)`` projections ``w_q``, ``w_k``, ``w_v``,
+    ``w_o``; ``(B, T, d_model) -> (B, T, d_model)``. Three checks, in this order:
+    (1) **positions**: permuting the input must not merely permute the output (with no
+    position information it would); (2) **RoPE**: the output equals the package's
+    ``SelfAttention(rotary=True)`` at the layer's own weights (rotate the queries and keys,
+    not the values or the input); (3) **it trains**: in a small model with no other
+    position information, ``steps`` Adam steps on the previous-token task (a task about
+    relative order) reach a held-out token accuracy of at least ``PREV_THRESHOLD``.
+    Returns that accuracy. The layer runs in :func:`rotary_layer_trial` (when grading, in
+    the submission's kernel); the verdict is computed here, from the data it returns.
+    """
+    if not callable(make_layer):
+        raise TypeError(f"expected a class or function RotarySelfAttention(d_model), got "
+                        f"{type(make_layer).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"expected steps to be a positive int, got {steps!r}")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, PREV_WIDTH, generator=g)
+    perm = torch.tensor([5, 2, 0, 4, 1, 3])
+    heldout_x, heldout_y = _previous_batch(torch.Generator().manual_seed(123), 512)
+    in_kernel = getattr(make_layer, "in_kernel", None)  # a graded submission's class (attnbook.course.worker)
+    trial = in_kernel(f"{__name__}:rotary_layer_trial") if in_kernel is not None else (
+        lambda *args: rotary_layer_trial(make_layer, *args))
+    try:
+        result = trial(x, perm, heldout_x, steps, seed)
+    except NotImplementedError:
+        raise check.CheckFailed(f"{_LAYER}: not implemented yet (replace the `raise NotImplementedError`)") from None
+    return _judge_rotary_layer(result, x, perm, heldout_x, heldout_y, steps)
+
+
+def _tensor(result: dict, key: str, shape: tuple[int, ...]) -> torch.Tensor:
+    value = result.get(key)
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+        raise check.CheckFailed(f"{_LAYER}: the trial returned no {key} of shape {shape}")
+    return value.float()
+
+
+def _judge_rotary_layer(result: dict, x: torch.Tensor, perm: torch.Tensor, heldout_x: torch.Tensor,
+                        heldout_y: torch.Tensor, steps: int) -> float:
+    if not isinstance(result, dict):
+        raise check.CheckFailed(f"{_LAYER}: the trial returned {type(result).__name__}, expected a dict")
+    if "problem" in result:
+        raise check.CheckFailed(f"{_LAYER}: {result['problem']}")
+    y, y_perm = _tensor(result, "y", tuple(x.shape)), _tensor(result, "y_perm", tuple(x.shape))
+    d = x.shape[-1]
+    if (y_perm - y[:, perm]).abs().max().item() <= 1e-5:
+        raise check.CheckFailed(f"{_LAYER}: permuting the input only permuted the output, so the layer sees no "
+                                "positions: rotate the queries and keys by their positions before the scores")
+    weights = result.get("weights")
+    if not isinstance(weights, (list, tuple)) or len(weights) != 4 or any(
+            not isinstance(w, torch.Tensor) or tuple(w.shape) != (d, d) for w in weights):
+        raise check.CheckFailed(f"{_LAYER}: expected w_q, w_k, w_v, w_o of shape ({d}, {d}) (nn.Linear({d}, {d}))")
+    reference = SelfAttention(d, rotary=True)
+    with torch.no_grad():
+        for lin, w in zip((reference.w_q, reference.w_k, reference.w_v, reference.w_o), weights):
+            lin.weight.copy_(w)
+        expected = reference(x)
+    gap = (y - expected).abs().max().item()
+    if not gap <= 1e-4:
+        raise check.CheckFailed(f"{_LAYER}: at the layer's own weights, its output differs from RoPE "
+                                f"self-attention (softmax(R q (R k)^T / sqrt(d)) v, then w_o) by up to {gap:.3g}: "
+                                "rotate the projected queries and keys (not the values or the input), and scale "
+                                "by sqrt(d_model)")
+    logits = _tensor(result, "heldout_logits", (*heldout_x.shape, PREV_VOCAB))
+    accuracy = (logits[:, 1:].argmax(-1) == heldout_y).float().mean().item()
+    check.at_least(accuracy, PREV_THRESHOLD,
+                   f"{_LAYER}: held-out previous-token accuracy after {steps} steps")
+    return accuracy
+
+
+class _NoRotation(nn.Module):
+    """A likely wrong layer: self-attention with no positions at all."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.w_q, self.w_k, self.w_v, self.w_o = (nn.Linear(d_model, d_model, bias=False) for _ in range(4))
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        return q, k, v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.rotate(self.w_q(x), self.w_k(x), self.w_v(x))
+        return self.w_o(scaled_dot_product_attention(q, k, v)[0])
+
+
+class _ValuesRotated(_NoRotation):
+    """A likely wrong layer: the values rotated too (the scores keep the offset property, the output does not)."""
+
+    def rotate(self, q, k, v):
+        return apply_rotary(q), apply_rotary(k), apply_rotary(v)
+
+
 # Plausible mistakes each check must reject: (what is wrong, function[, pattern the failure must match]).
 WRONG_ANSWERS = {
     "check_self_attention": [("no 1/sqrt(d_k) scaling", lambda x, W_q, W_k, W_v:
                               torch.softmax((x @ W_q) @ (x @ W_k).T, dim=-1) @ (x @ W_v))],
     "check_sinusoidal": [("sin and cos swapped", lambda n, d:
                           sinusoidal_encoding(n, d).view(n, d // 2, 2).flip(-1).reshape(n, d))],
-    "check_rotary": [("no rotation (only position 0 is right)", lambda x: x, r"(?s)Exercise 4.3 .*case 2")],
+    "check_rotary": [("no rotation (only position 0 is right)", lambda x: x, r"(?s)Exercise 4.3 .*case 2"),
+                     ("rotate-half pairing (i, i + d/2) instead of neighbouring pairs", lambda x:
+                      apply_rotary(x.view(x.shape[0], 2, -1).transpose(1, 2).reshape(x.shape))
+                      .view(x.shape[0], -1, 2).transpose(1, 2).reshape(x.shape), r"(?s)Exercise 4.3 .*case 2")],
+    "check_rotary_layer": [("no rotation: the layer sees no positions", _NoRotation, "only permuted the output"),
+                           ("the values rotated too", _ValuesRotated, "not the values")],
 }

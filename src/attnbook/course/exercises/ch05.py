@@ -1,16 +1,17 @@
-"""Chapter 5 exercises: splitting into heads, multi-head attention by hand, grouped-query attention."""
+"""Chapter 5 exercises: splitting into heads, multi-head attention by hand, grouped-query attention, a GQA layer."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from attnbook.course import check
 from attnbook.attention import scaled_dot_product_attention
 from attnbook.multihead import MultiHeadAttention, split_heads
 
-__all__ = ["check_split_heads", "check_multi_head", "check_grouped_query"]
+__all__ = ["check_split_heads", "check_multi_head", "check_grouped_query", "check_gqa_layer"]
 
 
 def check_split_heads(split: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
@@ -60,6 +61,185 @@ def check_grouped_query(grouped: Callable[[torch.Tensor, torch.Tensor, torch.Ten
     check.cases(grouped, cases, "Exercise 5.3 (grouped-query causal attention)", atol=1e-5)
 
 
+_LAYER = "Exercise 5.4 (a grouped-query causal attention layer that trains)"
+# (d_model, num_heads, num_kv_heads) the layer is built with; the last is the trained one.
+GQA_CONFIGS = [(16, 4, 4), (16, 4, 1), (32, 4, 2)]
+# The two-back task: 8 random digits; the target at position t >= 2 is the digit at t - 2.
+BACK_LENGTH, BACK_VOCAB, BACK_BATCH = 8, 10, 64
+# Held-out token accuracy after 100 steps. The solution's, at trial seeds 0, 1, 2 (CPU):
+# see GQA_RECORDED; the margin rule (attnbook.course.check) gives GQA_THRESHOLD.
+GQA_STEPS, GQA_RECORDED, GQA_THRESHOLD = 100, (1.0, 1.0, 1.0), 0.98
+
+
+class _TwoBackModel(nn.Module):
+    """Embedding + learned positions -> pre-LN residual step with the learner's layer -> feed-forward."""
+
+    def __init__(self, make_layer, d_model: int, num_heads: int, num_kv_heads: int):
+        super().__init__()
+        self.embed = nn.Embedding(BACK_VOCAB, d_model)
+        self.position = nn.Parameter(0.3 * torch.randn(BACK_LENGTH, d_model))
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attention = make_layer(d_model, num_heads, num_kv_heads)
+        self.feed_forward = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.ReLU(),
+                                          nn.Linear(2 * d_model, d_model))
+        self.read_out = nn.Linear(d_model, BACK_VOCAB)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids) + self.position  # (B, T, d)
+        h = h + self.attention(self.norm1(h))
+        h = h + self.feed_forward(self.norm2(h))
+        return self.read_out(h)  # (B, T, vocab)
+
+
+def _two_back_batch(g: torch.Generator, batch: int = BACK_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randint(0, BACK_VOCAB, (batch, BACK_LENGTH), generator=g)
+    return x, x[:, :-2]  # inputs (B, T); targets for positions 2..T-1, (B, T - 2)
+
+
+def _layer_output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | str:
+    try:
+        y = layer(x)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure of the learner's layer is reported, not raised
+        return f"calling the layer on a tensor of shape {tuple(x.shape)} raised {type(err).__name__}: {err}"
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        return f"expected an output of shape {tuple(x.shape)}, got {got}"
+    return y.detach()
+
+
+def gqa_layer_trial(make_layer, probes: list, heldout_x: torch.Tensor, steps: int, seed: int = 0) -> dict:
+    """Build and train the learner's layer where it lives (when grading: its kernel); plain data back.
+
+    ``probes``: one ``(x, x_with_the_future_changed)`` pair per entry of ``GQA_CONFIGS``.
+    Returns ``{"layers": [{"weights", "y", "y_changed"}, ...], "heldout_logits"}`` or
+    ``{"problem": message}``; raises ``NotImplementedError`` for a stub.
+    """
+    with torch.random.fork_rng():  # the caller's random state is left as it was
+        layers = []
+        for (d, nh, nkv), (x, changed) in zip(GQA_CONFIGS, probes):
+            torch.manual_seed(seed)
+            layer = make_layer(d, nh, nkv)
+            if not isinstance(layer, nn.Module):
+                return {"problem": f"expected GroupedQueryAttention({d}, {nh}, {nkv}) to be an nn.Module, got "
+                                   f"{type(layer).__name__}"}
+            weights = []
+            for name in ("w_q", "w_k", "w_v", "w_o"):
+                lin = getattr(layer, name, None)
+                if not isinstance(lin, nn.Linear) or lin.bias is not None:
+                    return {"problem": f"expected an attribute {name} that is a bias-free nn.Linear, got "
+                                       f"{type(lin).__name__}"}
+                weights.append(lin.weight.detach().clone())
+            layer.eval()
+            with torch.no_grad():
+                y, y_changed = _layer_output(layer, x), _layer_output(layer, changed)
+            for out in (y, y_changed):
+                if isinstance(out, str):
+                    return {"problem": f"GroupedQueryAttention({d}, {nh}, {nkv}): {out}"}
+            layers.append({"weights": weights, "y": y, "y_changed": y_changed})
+        torch.manual_seed(seed)
+        model = _TwoBackModel(make_layer, *GQA_CONFIGS[-1])
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        g = torch.Generator().manual_seed(seed + 1)
+        model.train()
+        for _ in range(steps):
+            ids, target = _two_back_batch(g)
+            loss = nn.functional.cross_entropy(model(ids)[:, 2:].flatten(0, 1), target.flatten())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            logits = model(heldout_x)
+        return {"layers": layers, "heldout_logits": logits.detach()}
+
+
+def check_gqa_layer(make_layer, *, steps: int = GQA_STEPS, seed: int = 0) -> float:
+    """``GroupedQueryAttention(d_model, num_heads, num_kv_heads)``: causal grouped-query self-attention.
+
+    Bias-free ``nn.Linear`` projections ``w_q`` (d -> d), ``w_k`` and ``w_v`` (d -> num_kv_heads
+    * head width: what a KV cache stores per token), ``w_o`` (d -> d); query head ``i``
+    uses key/value head ``i // (num_heads // num_kv_heads)``; ``(B, T, d) -> (B, T, d)``.
+    Four checks, for each of ``GQA_CONFIGS``: (1) the key and value projections have
+    ``num_kv_heads * head width`` outputs; (2) **causal**: changing positions 4.. leaves
+    outputs 0..3 unchanged; (3) the output equals the package's
+    ``MultiHeadAttention(num_kv_heads=...)`` at the layer's own weights; then (4) **it
+    trains**: in a small model, ``steps`` Adam steps on the two-back task (output the
+    digit two positions earlier) reach a held-out accuracy of at least ``GQA_THRESHOLD``.
+    Returns that accuracy. The layer runs in :func:`gqa_layer_trial` (when grading, in the
+    submission's kernel); the verdict is computed here, from the data it returns.
+    """
+    if not callable(make_layer):
+        raise TypeError(f"expected a class or function GroupedQueryAttention(d_model, num_heads, num_kv_heads), "
+                        f"got {type(make_layer).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"expected steps to be a positive int, got {steps!r}")
+    g = torch.Generator().manual_seed(0)
+    probes = []
+    for d, _, _ in GQA_CONFIGS:
+        x = torch.randn(2, 7, d, generator=g)
+        changed = x.clone()
+        changed[:, 4:] = torch.randn(2, 3, d, generator=g)
+        probes.append((x, changed))
+    heldout_x, heldout_y = _two_back_batch(torch.Generator().manual_seed(123), 512)
+    in_kernel = getattr(make_layer, "in_kernel", None)  # a graded submission's class (attnbook.course.worker)
+    trial = in_kernel(f"{__name__}:gqa_layer_trial") if in_kernel is not None else (
+        lambda *args: gqa_layer_trial(make_layer, *args))
+    try:
+        result = trial(probes, heldout_x, steps, seed)
+    except NotImplementedError:
+        raise check.CheckFailed(f"{_LAYER}: not implemented yet (replace the `raise NotImplementedError`)") from None
+    if not isinstance(result, dict):
+        raise check.CheckFailed(f"{_LAYER}: the trial returned {type(result).__name__}, expected a dict")
+    if "problem" in result:
+        raise check.CheckFailed(f"{_LAYER}: {result['problem']}")
+    layers = result.get("layers")
+    if not isinstance(layers, list) or len(layers) != len(GQA_CONFIGS):
+        raise check.CheckFailed(f"{_LAYER}: the trial returned no result per layer")
+    for (d, nh, nkv), (x, _), got in zip(GQA_CONFIGS, probes, layers):
+        _judge_layer(d, nh, nkv, x, got)
+    logits = result.get("heldout_logits")
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (*heldout_x.shape, BACK_VOCAB):
+        raise check.CheckFailed(f"{_LAYER}: the trial returned no held-out logits")
+    accuracy = (logits[:, 2:].argmax(-1) == heldout_y).float().mean().item()
+    check.at_least(accuracy, GQA_THRESHOLD, f"{_LAYER}: held-out two-back accuracy after {steps} steps")
+    return accuracy
+
+
+def _judge_layer(d: int, nh: int, nkv: int, x: torch.Tensor, got: dict) -> None:
+    where = f"{_LAYER}, GroupedQueryAttention({d}, {nh}, {nkv})"
+    kv_width = nkv * (d // nh)
+    shapes = {"w_q": (d, d), "w_k": (kv_width, d), "w_v": (kv_width, d), "w_o": (d, d)}
+    weights = got.get("weights") if isinstance(got, dict) else None
+    if not isinstance(weights, list) or len(weights) != 4:
+        raise check.CheckFailed(f"{where}: the trial returned no weights")
+    for (name, shape), w in zip(shapes.items(), weights):
+        if not isinstance(w, torch.Tensor) or tuple(w.shape) != shape:
+            got_shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            raise check.CheckFailed(f"{where}: expected {name} to be nn.Linear({shape[1]}, {shape[0]}) (weight "
+                                    f"{shape}), got a weight of shape {got_shape}; keys and values have "
+                                    f"num_kv_heads * head width = {kv_width} features, the KV cache per token")
+    y, y_changed = got.get("y"), got.get("y_changed")
+    if not all(isinstance(t, torch.Tensor) and t.shape == x.shape for t in (y, y_changed)):
+        raise check.CheckFailed(f"{where}: the trial returned no outputs of shape {tuple(x.shape)}")
+    leak = (y[:, :4] - y_changed[:, :4]).abs().max().item()
+    if not leak <= 1e-5:
+        raise check.CheckFailed(f"{where}: changing positions 4-6 changed the outputs at positions 0-3 (by up to "
+                                f"{leak:.3g}): is the causal mask missing?")
+    reference = MultiHeadAttention(d_model=d, num_heads=nh, num_kv_heads=nkv, bias=False)
+    with torch.no_grad():
+        for lin, w in zip((reference.w_q, reference.w_k, reference.w_v, reference.w_o), weights):
+            lin.weight.copy_(w)
+        expected = reference(x, is_causal=True)
+    gap = (y.float() - expected).abs().max().item()
+    if not gap <= 1e-4:
+        raise check.CheckFailed(f"{where}: at the layer's own weights its output differs from grouped-query "
+                                f"attention by up to {gap:.3g}: query head i must use key/value head "
+                                "i // (num_heads // num_kv_heads) (repeat_interleave, not repeat), scores are "
+                                "divided by sqrt(head width)")
+
+
 def _without_output_projection(x, W_q, W_k, W_v, W_o, num_heads):
     B, T, d = x.shape
     q, k, v = (split_heads(x @ W, num_heads) for W in (W_q, W_k, W_v))
@@ -76,4 +256,33 @@ WRONG_ANSWERS = {
     "check_split_heads": [("wrong order of axes", lambda x, nh: x.view(x.shape[0], nh, x.shape[1], -1))],
     "check_multi_head": [("forgot the output projection", _without_output_projection)],
     "check_grouped_query": [("groups repeated in the wrong order", _groups_in_wrong_order)],
+    "check_gqa_layer": [("no causal mask", lambda d, h, g: _GQA(d, h, g, causal=False), "causal mask"),
+                        ("groups repeated in the wrong order", lambda d, h, g: _GQA(d, h, g, order="repeat"),
+                         "repeat_interleave"),
+                        ("keys and values as wide as the queries (no smaller cache)",
+                         lambda d, h, g: _GQA(d, h, g, full_kv=True), "KV cache")],
 }
+
+
+class _GQA(nn.Module):
+    """Likely wrong layers: grouped-query attention without the mask, with groups in the wrong order, or with
+    full-width keys and values (each head's own, averaged down to the groups afterwards)."""
+
+    def __init__(self, d_model: int, num_heads: int, num_kv_heads: int, *, causal: bool = True,
+                 order: str = "repeat_interleave", full_kv: bool = False):
+        super().__init__()
+        kv = d_model if full_kv else num_kv_heads * (d_model // num_heads)
+        self.w_q, self.w_o = nn.Linear(d_model, d_model, bias=False), nn.Linear(d_model, d_model, bias=False)
+        self.w_k, self.w_v = nn.Linear(d_model, kv, bias=False), nn.Linear(d_model, kv, bias=False)
+        self.heads, self.kv_heads, self.causal, self.order = num_heads, num_kv_heads, causal, order
+        self.full_kv = full_kv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, d = x.shape
+        q = split_heads(self.w_q(x), self.heads)
+        k, v = (split_heads(w(x), self.heads if self.full_kv else self.kv_heads) for w in (self.w_k, self.w_v))
+        group = q.shape[1] // k.shape[1]
+        k, v = ((t.repeat_interleave(group, 1) if self.order == "repeat_interleave" else t.repeat(1, group, 1, 1))
+                for t in (k, v))
+        out = scaled_dot_product_attention(q, k, v, is_causal=self.causal)[0]  # (B, nh, T, hs)
+        return self.w_o(out.transpose(1, 2).reshape(B, T, d))
