@@ -102,7 +102,18 @@ def check_kernel_regression(kernel_regression: Callable[..., torch.Tensor]) -> N
         xq, xt = 5 * torch.rand(Q, generator=g), 5 * torch.rand(N, generator=g)
         yt = torch.sin(xt) + 0.1 * torch.randn(N, generator=g)
         cases.append(((xq, xt, yt, h), _nadaraya_watson(xq, xt, yt, h)))
-    check.cases(kernel_regression, cases, "Exercise 3.2 (kernel regression as attention)", atol=1e-5)
+    name = "Exercise 3.2 (kernel regression as attention)"
+
+    def averaged(*args):  # a weighted average of y_train stays within y_train's range
+        got = kernel_regression(*args)
+        y = args[2]
+        if isinstance(got, torch.Tensor) and got.shape == args[0].shape and got.numel() and (
+                got.min() < y.min() - 1e-5 or got.max() > y.max() + 1e-5):
+            raise ValueError(f"a prediction ({float(got.abs().max()):.3g}) lies outside the range of y_train "
+                             f"[{float(y.min()):.3g}, {float(y.max()):.3g}]: the weights must sum to one")
+        return got
+
+    check.cases(averaged, cases, name, atol=1e-5)
 
 
 def check_entropy(entropy: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -132,7 +143,8 @@ WRONG_ANSWERS = {
                         ("calls F.scaled_dot_product_attention", _attention_by_library,
                          r"asks you not to use")],
     "check_kernel_regression": [("weights not normalised", lambda xq, xt, yt, h:
-                                 torch.exp(-((xq[:, None] - xt[None, :]) ** 2) / (2 * h**2)) @ yt)],
+                                 torch.exp(-((xq[:, None] - xt[None, :]) ** 2) / (2 * h**2)) @ yt,
+                                 r"must sum to one")],
     "check_entropy": [("0 log 0 gives NaN", lambda w: -(w * torch.log(w)).sum(-1),
                        r"(?s)Exercise 3.3 .*case 2.*got nan")],
 }
