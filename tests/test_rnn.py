@@ -72,9 +72,27 @@ def test_a_few_steps_lower_the_loss(small_task):
 
 
 def test_attention_and_bottleneck_models_have_similar_sizes(small_task):
-    sizes = {a: count_parameters(make(small_task, a, hidden=64)) for a in ("none", "additive", "dot")}
+    kinds = ("none", "additive", "multiplicative", "dot")
+    sizes = {a: count_parameters(make(small_task, a, hidden=64)) for a in kinds}
     assert sizes["none"] < sizes["additive"] < 1.3 * sizes["none"]
-    assert sizes["none"] < sizes["dot"] < 1.3 * sizes["none"]
+    assert sizes["none"] < sizes["multiplicative"] < 1.3 * sizes["none"]
+    # "dot" lifts the query with the same H x 2H matrix the general score applies to the keys
+    assert sizes["dot"] == sizes["multiplicative"]
+
+
+def test_general_score_is_bilinear_in_decoder_state_and_encoder_state(small_task):
+    """Chapter 2's second model: s^T W h, with W h computed once per source (no per-step key projection)."""
+    torch.manual_seed(0)
+    model = make(small_task, "multiplicative", hidden=8)
+    states = torch.randn(2, 5, 16)
+    s = torch.randn(2, 8)
+    memory = {"states": states, "mask": torch.ones(2, 5, dtype=torch.bool),
+              "keys": model.score.project_keys(states)}
+    _, weights = model._attend(s, memory)
+    W = model.score.w.weight  # (H, 2H)
+    expected = torch.softmax(torch.einsum("bh,hk,bsk->bs", s, W, states), dim=-1)
+    assert torch.allclose(weights, expected, atol=1e-6)
+    assert torch.allclose(2 * model.score(s, states), model.score(2 * s, states), atol=1e-6)
 
 
 def test_bad_inputs(small_task):

@@ -7,6 +7,11 @@
 * ``attention="additive"`` / ``"multiplicative"``: at each step the decoder
   scores every encoder state against its own state, and reads a fresh context
   vector, their weighted average (Bahdanau et al., 2015; Luong et al., 2015).
+  ``"multiplicative"`` is Luong's *general* (bilinear) score ``s^T W h``, with
+  ``W h`` computed once per source. ``"dot"`` is the same bilinear family with the
+  matrix applied to the decoder state at every step instead (``(W s)^T h``): not
+  Luong's plain dot ``s^T h``, which needs a decoder state as wide as the encoder
+  states (here H vs 2H). It is kept for old configurations.
 
 Both decoders have the same inputs and widths, so the two models differ only in
 where the context comes from.
@@ -34,7 +39,8 @@ class Seq2SeqConfig:
     """Sizes of an encoder-decoder GRU.
 
     ``attention`` is ``"none"`` (fixed context), ``"additive"`` (Bahdanau),
-    ``"multiplicative"`` (Luong's general ``q^T W k``) or ``"dot"``.
+    ``"multiplicative"`` (Luong's general ``q^T W k``) or ``"dot"`` (also bilinear,
+    ``(W q)^T k`` with the query lifted each step; see the module docstring).
     """
 
     src_vocab: int
@@ -103,7 +109,7 @@ class Seq2Seq(nn.Module):
                 self.score = AdditiveScore(c.hidden_dim, ctx, c.attention_dim)
             elif c.attention == "multiplicative":
                 self.score = MultiplicativeScore(c.hidden_dim, ctx, learned=True)
-            else:  # "dot": widths differ (H vs 2H), so lift the query; no key weights
+            else:  # "dot": widths differ (H vs 2H), so the query is lifted: still bilinear
                 self.query = nn.Linear(c.hidden_dim, ctx, bias=False)
                 self.score = MultiplicativeScore(ctx, ctx, learned=False)
 
