@@ -41,7 +41,7 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor, *, normalize: 
 
 def last_segment_mask(input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor,
                       special_ids: Sequence[int]) -> torch.Tensor:
-    """1 on the word tokens of each row's last segment, 0 elsewhere (earlier segment, special tokens, padding).
+    """1 on the word tokens of each row's last segment; 0 on earlier segments, special tokens, padding.
 
     For a pair ``[CLS] A [SEP] B [SEP]`` that is B's tokens; for a single sentence, all
     its tokens. Chapter 8 pools a question's vectors over this mask, so that what they

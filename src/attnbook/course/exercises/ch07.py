@@ -115,7 +115,8 @@ def vit_trial(make_vit: Callable[..., nn.Module], probe: torch.Tensor, shuffled:
             except Exception as err:  # noqa: BLE001 - the learner's failure is reported, not raised
                 return {"problem": f"building the model raised {type(err).__name__}: {err}"}
             if not isinstance(model, nn.Module):
-                return {"problem": f"expected make_vit(...) to return an nn.Module, got {type(model).__name__}"}
+                got = type(model).__name__
+                return {"problem": f"expected make_vit(...) to return an nn.Module, got {got}"}
             try:
                 model.eval()
                 with torch.no_grad():
@@ -168,7 +169,8 @@ def check_vit(make_vit: Callable[..., nn.Module], *, steps: int = 150) -> dict[s
     try:
         result = trial(probe, shuffled, heldout_x, steps)
     except NotImplementedError:
-        raise check.CheckFailed(f"{_VIT}: not implemented yet (replace the `raise NotImplementedError`)") from None
+        raise check.CheckFailed(f"{_VIT}: not implemented yet (replace the `raise NotImplementedError`)") \
+            from None
     return _judge_vit(result, probe, heldout_x, steps)
 
 
@@ -248,5 +250,6 @@ WRONG_ANSWERS = {
     "check_rollout": [("no identity for the residual stream", _rollout_without_identity)],
     "check_similarity": [("dot products, not cosines", lambda e: e @ e.T)],
     "check_vit": [("no position embeddings", _NoPositions, "position embeddings"),
-                  ("position embeddings added after the blocks", _PositionsAfterTheBlocks, "position embeddings")],
+                  ("position embeddings added after the blocks", _PositionsAfterTheBlocks,
+                   "position embeddings")],
 }

@@ -104,15 +104,16 @@ def check_question_mask(fn: Callable[..., torch.Tensor]) -> float:
     try:
         got = fn(ids, types, mask, special)
     except NotImplementedError:
-        raise check.CheckFailed(f"{_PROBE}: not implemented yet (replace the `raise NotImplementedError`)") from None
+        raise check.CheckFailed(f"{_PROBE}: not implemented yet (replace the `raise NotImplementedError`)") \
+            from None
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(ids.shape):
         shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
         raise check.CheckFailed(f"{_PROBE}: expected a mask of shape {tuple(ids.shape)}, got {shape}")
     on = got.detach().float() > 0.5
     is_special = torch.isin(ids, torch.tensor(special))
     if (on & (types == 0) & ~is_special & (mask == 1)).any():
-        raise check.CheckFailed(f"{_PROBE}: your mask covers words of the fact (the first segment): the colour "
-                                "word is then in the average itself, and the probe no longer shows that "
+        raise check.CheckFailed(f"{_PROBE}: your mask covers words of the fact (the first segment): the "
+                                "colour word is then in the average itself, and the probe no longer shows that "
                                 "attention carried it to the question")
     if (on & is_special).any():
         raise check.CheckFailed(f"{_PROBE}: your mask covers [CLS] or [SEP]; keep only the question's words")
@@ -130,7 +131,8 @@ def check_question_mask(fn: Callable[..., torch.Tensor]) -> float:
     check.cases(lambda *a: fn(*a).long(), cases, f"{_PROBE}: small cases", atol=0.0, rtol=0.0)
     vectors = mean_pool(hidden, on.long())  # (36, 384)
     accuracy = float((vectors @ colours.T).argmax(-1).eq(answers).float().mean())
-    check.at_least(accuracy, PROBE_THRESHOLD, f"{_PROBE}: right colour from the question's tokens (chance 1/6)")
+    check.at_least(accuracy, PROBE_THRESHOLD,
+                   f"{_PROBE}: right colour from the question's tokens (chance 1/6)")
     return accuracy
 
 
