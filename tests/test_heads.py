@@ -145,3 +145,15 @@ def test_head_patterns():
         head_patterns.standard_relations(["the", "cat"])
     with pytest.raises(ValueError, match="token indices"):
         head_patterns.relation_weight(att, [(0, 9)])
+
+
+def test_last_segment_mask_keeps_the_last_segments_words():
+    ids = torch.tensor([[101, 7, 8, 102, 9, 10, 102], [101, 5, 6, 102, 0, 0, 0]])
+    types = torch.tensor([[0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0]])
+    got = se.last_segment_mask(ids, types, mask, [101, 102])
+    assert got.tolist() == [[0, 0, 0, 0, 1, 1, 0], [0, 1, 1, 0, 0, 0, 0]]
+    with pytest.raises(ValueError, match="shape"):
+        se.last_segment_mask(ids, types[:, :3], mask, [101, 102])
+    with pytest.raises(TypeError, match="special"):
+        se.last_segment_mask(ids, types, mask, 101)

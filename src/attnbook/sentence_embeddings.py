@@ -17,7 +17,7 @@ import torch
 from attnbook import _validate
 from attnbook.pretrained import MiniLM
 
-__all__ = ["mean_pool", "encode", "cosine_matrix", "paraphrase_loss"]
+__all__ = ["mean_pool", "last_segment_mask", "encode", "cosine_matrix", "paraphrase_loss"]
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
@@ -37,6 +37,30 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor, *, normalize: 
     counts = weights.sum(dim=1).clamp(min=1e-9)  # (B, 1)
     pooled = (hidden * weights).sum(dim=1) / counts  # (B, d)
     return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+
+
+def last_segment_mask(input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      special_ids: Sequence[int]) -> torch.Tensor:
+    """1 on the word tokens of each row's last segment; 0 on earlier segments, special tokens, padding.
+
+    For a pair ``[CLS] A [SEP] B [SEP]`` that is B's tokens; for a single sentence, all
+    its tokens. Chapter 8 pools a question's vectors over this mask, so that what they
+    know about a context sentence A can only have come through attention.
+
+    Shape:
+        input_ids, token_type_ids, attention_mask (B, T) -> (B, T) long of 0/1
+    """
+    for name, t in (("input_ids", input_ids), ("token_type_ids", token_type_ids),
+                    ("attention_mask", attention_mask)):
+        _validate.tensor(t, name, ndim=2)
+        if t.shape != input_ids.shape:
+            raise ValueError(f"expected {name} of shape {tuple(input_ids.shape)}, got {tuple(t.shape)}")
+    if isinstance(special_ids, (str, bytes)) or not isinstance(special_ids, Sequence):
+        raise TypeError(f"expected a sequence of special token ids, got {type(special_ids).__name__}")
+    real = attention_mask == 1
+    last = (token_type_ids * real).amax(dim=1, keepdim=True)  # (B, 1): the last segment's type
+    special = torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype, device=input_ids.device))
+    return (real & (token_type_ids == last) & ~special).long()
 
 
 def encode(minilm: MiniLM, texts: Sequence[str], *, batch_size: int = 64, grad: bool = False) -> torch.Tensor:
