@@ -141,9 +141,9 @@ def check_online_softmax(online: Callable[[torch.Tensor, int], torch.Tensor]) ->
     wide = [(op, size) for op, size in call["reductions"] if size > 8]
     if wide:
         op, size = wide[0]
-        raise check.CheckFailed(f"{name}: `{op}` read {size} scores at once, with blocks of 8: the maximum and the "
-                                "sum must be kept as running values, block by block (no x.max() or softmax over "
-                                "the whole tensor)")
+        raise check.CheckFailed(f"{name}: `{op}` read {size} scores at once, with blocks of 8: the maximum "
+                                "and the sum must be kept as running values, block by block (no x.max() or "
+                                "softmax over the whole tensor)")
     print(f"PASS  {name}: no reduction reads more than one block")
 
 
@@ -202,8 +202,9 @@ def check_tiled_attention(tiled: Callable[[torch.Tensor, torch.Tensor, torch.Ten
              for n in (TILED_LENGTH // 4, TILED_LENGTH)]
     short, long = _trial(tiled, name, calls)
     if short["fused"] or long["fused"]:
-        raise check.CheckFailed(f"{name}: it called a fused attention ({', '.join(sorted(set(short['fused'] + long['fused'])))}"
-                                "): write the tiles yourself, with your step")
+        called = ", ".join(sorted(set(short["fused"] + long["fused"])))
+        raise check.CheckFailed(f"{name}: it called a fused attention ({called}): write the tiles yourself, "
+                                "with your step")
     matrix = TILED_LENGTH * TILED_LENGTH * 4  # one (L, S) float32 matrix, bytes
     check.at_most(long["peak"] / matrix, 1 / 16, f"{name}: peak memory at {TILED_LENGTH:,} tokens, in (L, S) "
                   "float32 matrices (a whole score matrix is 1)")
@@ -309,7 +310,8 @@ WRONG_ANSWERS = {
                               ("query blocks against all keys: a (block, S) strip, quadratic in total",
                                _query_tiles_only, "peak memory at 2,048 tokens, in")],
     "check_local_mask": [("global rows forgotten", _no_global_rows),
-                         ("window one too narrow", lambda n, w, g: sliding_window_mask(n, max(w - 1, 0), num_global=g)),
+                         ("window one too narrow", lambda n, w, g:
+                          sliding_window_mask(n, max(w - 1, 0), num_global=g)),
                          ("one-sided (causal) window", lambda n, w, g: sliding_window_mask(n, w, causal=True,
                                                                                             num_global=g))],
     "check_linear_attention": [("no normalisation", lambda q, k, v:
