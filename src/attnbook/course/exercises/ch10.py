@@ -133,7 +133,9 @@ WRONG_ANSWERS = {
                    (F - torch.outer(F.mean(1), F.mean(0)) / F.mean()) * (1 - torch.eye(F.shape[0]))),
                   ("the diagonal left in place", lambda F: apc(F) + torch.diag(F.diagonal()))],
     "check_image_to_word_attention": [("the roles swapped: words ask, patches answer",
-                                       lambda p, w, q, k, v: _attend(w, p, q, k, v))],
+                                       lambda p, w, q, k, v: _attend(w, p, q, k, v)),
+                                      ("scores not scaled by 1 / sqrt(d_h)", lambda p, w, q, k, v:
+                                       _attend(p * q.shape[1] ** 0.5, w, q, k, v))],
 }
 
 
