@@ -40,7 +40,7 @@ from attnbook.training import set_seed, train  # noqa: E402
 
 COMMAND = "python benchmarks/ch06_gpt_recipe.py"
 NANOGPT = dict(lr=1e-3, batch=12, block=64, d_model=128, layers=4, heads=4, warmup=100, tie=False, dropout=0.0)
-EXTRA = dict(d_ff=None, beta2=0.999, min_lr=0.1, clip=1.0)  # train()'s defaults; named only when changed
+EXTRA = dict(d_ff=None, beta2=0.999, min_lr=0.1, clip=1.0, attention="fused")  # train()'s defaults; named only when changed
 CHAPTER = dict(lr=3e-3, layers=2, batch=24)  # the chapter's recipe before this search (1,000 steps: 1.408)
 RECIPES = [  # (changes to nanoGPT's CPU recipe, steps); named by recipe_name()
     ({}, 2000),  # nanoGPT's own: 1.42 after 2,236 steps with nanoGPT's code (issue 14)
@@ -72,6 +72,7 @@ SHAPES = [  # timed by --speed, to size the steps of recipes at the chapter's bu
     dict(layers=2, batch=40, d_model=96), dict(layers=2, batch=64, d_model=64),
     dict(layers=2, batch=32, d_ff=256), dict(layers=3, batch=32, d_model=96),
     dict(layers=2, batch=24, tie=True),
+    dict(layers=2, batch=32, d_ff=256, attention="scratch"), dict(layers=2, batch=24, attention="scratch"),
 ]
 # second-round shapes were sized by their multiply-adds per step before they were timed: per character and
 # layer about 4d^2 (projections) + 2 d d_ff (feed-forward) + 2 T d (attention), plus V d for the read-out
@@ -103,12 +104,13 @@ def recipe_name(recipe: dict) -> str:
     name += f", final lr {r['min_lr']:g} of peak" if r["min_lr"] != EXTRA["min_lr"] else ""
     name += ", no clipping" if r["clip"] is None else ""
     name += ", tied" if r["tie"] else ""
+    name += f", {r['attention']} attention" if r["attention"] != EXTRA["attention"] else ""
     return name + (f", dropout {r['dropout']:g}" if r["dropout"] else "")
 
 
 def build(r: dict, vocab: int) -> GPT:
     return GPT(GPTConfig(vocab, r["block"], r["d_model"], r["heads"], r["layers"], d_ff=r["d_ff"],
-                         attention="fused", dropout=r["dropout"], tie_weights=r["tie"]))
+                         attention=r["attention"], dropout=r["dropout"], tie_weights=r["tie"]))
 
 
 def run(recipe: dict, steps: int, train_data, heldout_data, vocab: int, seed: int = 0) -> dict:
@@ -200,13 +202,14 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {row['steps']} | {r['batch'] * r['block']} | "
                      f"{'' if rel is None else f'{rel:.2f}'} | {final} | {by_step} |")
     if speed:
-        lines += ["", f"## Relative speed of each shape (1 thread; 1-minute load average {result['speed_load']} "
-                  "on 2 cores at the end)", "", "| shape | steps/s (busy machine) | relative | characters/s relative |",
-                  "|---|---|---|---|"]
+        lines += ["", "## Relative speed of each shape (1 thread, interleaved with the first recipe's shape)", "",
+                  "| shape | steps/s (busy machine) | relative | characters/s relative | load average (2 cores) |",
+                  "|---|---|---|---|---|"]
         base = next(iter(speed.values()))
         for name, row in speed.items():
             chars = row["relative"] * row["tokens_per_step"] / base["tokens_per_step"]
-            lines.append(f"| {name} | {row['steps_per_s']} | {row['relative']:.2f} | {chars:.2f} |")
+            load = row.get("load", result.get("speed_load"))
+            lines.append(f"| {name} | {row['steps_per_s']} | {row['relative']:.2f} | {chars:.2f} | {load} |")
     lines += ["", "Reference: nanoGPT's own model with its CPU recipe (lr 1e-3, 4 layers, batch 12): 1.42 after "
               "2,236 steps (55 s) and about 1.26 after 4,000 on the quiet 2-core machine (issue 14)."]
     return "\n".join(lines) + "\n"
@@ -221,6 +224,7 @@ def shape_name(recipe: dict) -> str:
     r = {**NANOGPT, **EXTRA, **recipe}
     name = f"{r['layers']} layers, d {r['d_model']}, d_ff {r['d_ff'] or 4 * r['d_model']}, batch {r['batch']}"
     name += f", block {r['block']}" + (", no clipping" if r["clip"] is None else "")
+    name += f", {r['attention']} attention" if r["attention"] != EXTRA["attention"] else ""
     return name + (", tied" if r["tie"] else "") + (f", dropout {r['dropout']:g}" if r["dropout"] else "")
 
 
@@ -243,6 +247,7 @@ def main() -> int:
                         help="only time every recipe's shape, interleaved, SECONDS per shape per round")
     parser.add_argument("--shard", type=int, nargs=2, default=[0, 1], metavar=("I", "N"),
                         help="run only every N-th recipe, starting at the I-th (for parallel processes)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --speed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of each run (default 0)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -254,11 +259,15 @@ def main() -> int:
     data = load_text()
     if args.speed:
         shapes = {shape_name(recipe): recipe for recipe, _ in RECIPES + [(x, 0) for x in SHAPES]}
-        speed = relative_speed(list(shapes.values()), data[0], data[2], args.speed)
-        load = os.getloadavg()[0]
+        wanted = args.only.split("|")  # --only "a|b": the shapes whose name contains a or b
+        shapes = {name: x for name, x in shapes.items() if any(w in name for w in wanted)}
+        speed = relative_speed(list(shapes.values()), data[0], data[2], args.speed, args.rounds)
+        load = round(os.getloadavg()[0], 1)
         for name, row in speed.items():
+            row["load"] = load
             print(f"{name}: {row}", flush=True)
-        save(out, lambda result: result.update(meta, speed=speed, speed_load=round(load, 1)))
+        save(out, lambda result: (result.update(meta, speed_load=load),
+                                  result.setdefault("speed", {}).update(speed)))
         return 0
     for index, (recipe, steps) in enumerate(RECIPES):
         if index % args.shard[1] != args.shard[0]:
