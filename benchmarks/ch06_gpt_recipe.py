@@ -210,6 +210,7 @@ def markdown(result: dict) -> str:
             chars = row["relative"] * row["tokens_per_step"] / base["tokens_per_step"]
             load = row.get("load", result.get("speed_load"))
             lines.append(f"| {name} | {row['steps_per_s']} | {row['relative']:.2f} | {chars:.2f} | {load} |")
+    lines += [""] + [f"* {note}" for note in result.get("notes", [])]
     lines += ["", "Reference: nanoGPT's own model with its CPU recipe (lr 1e-3, 4 layers, batch 12): 1.42 after "
               "2,236 steps (55 s) and about 1.26 after 4,000 on the quiet 2-core machine (issue 14)."]
     return "\n".join(lines) + "\n"
