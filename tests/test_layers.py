@@ -180,3 +180,12 @@ def test_bad_input_is_reported_clearly():
         block(x, past=torch.randn(1, 2, 5, 4))
     with pytest.raises(ValueError, match="The shape of the mask is"):
         block(x, causal_mask(4))
+
+
+def test_feed_forward_holds_two_thirds_of_a_block_at_width_4d():
+    # chapter 6 prints this share; it is fixed by the shapes (8d^2 + 5d against 4d^2 + 4d), so it is tested here
+    d = 512
+    block = Block(BlockConfig(d_model=d, num_heads=8))
+    ff, attn = count_parameters(block.feed_forward), count_parameters(block.self_attention)
+    assert (ff, attn) == (8 * d * d + 5 * d, 4 * d * d + 4 * d)
+    assert 0.66 < ff / (ff + attn) < 0.67

@@ -362,3 +362,20 @@ def test_set_seed_adds_the_attnbook_seed_offset(monkeypatch):
     monkeypatch.setenv("ATTNBOOK_SEED", "one")
     with pytest.raises(ValueError, match="ATTNBOOK_SEED to be an int, got 'one'"):
         set_seed(0)
+
+
+def test_adam_betas_reach_the_optimizer_and_bad_betas_are_refused():
+    def weights_after(**kwargs):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        batches = ((torch.randn(8, 3), torch.randn(8, 1)) for _ in range(5))
+        train(model, batches, steps=5, loss_fn=lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(), lr=0.1,
+              progress=False, **kwargs)
+        return model.weight.detach().clone()
+
+    default = weights_after()
+    assert torch.equal(default, weights_after(betas=(0.9, 0.999)))
+    assert not torch.allclose(default, weights_after(betas=(0.9, 0.5)))
+    for bad in [(0.9,), "0.9", (0.9, 1.0), (-0.1, 0.9)]:
+        with pytest.raises((TypeError, ValueError), match="betas"):
+            weights_after(betas=bad)

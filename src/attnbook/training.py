@@ -193,7 +193,8 @@ def train(model: nn.Module, batches: Iterable, *, steps: int,
           clip: float | None = 1.0, log_every: int = 10, eval_every: int = 0,
           eval_fn: Callable[[nn.Module], float] | Mapping[str, Callable[[nn.Module], float]] | None = None,
           warmup: int = 0, progress: bool = True, optimizer: str = "adam", weight_decay: float = 0.0,
-          schedule: str = "cosine", min_lr_ratio: float = 0.1, pct_start: float = 0.3) -> History:
+          schedule: str = "cosine", min_lr_ratio: float = 0.1, pct_start: float = 0.3,
+          betas: tuple[float, float] = (0.9, 0.999)) -> History:
     """Train ``model`` for ``steps`` optimizer steps and return the :class:`History`.
 
     Args:
@@ -213,7 +214,8 @@ def train(model: nn.Module, batches: Iterable, *, steps: int,
             records each into ``History.evals[name]`` (a single callable is ``"metric"``).
         warmup: steps of linear warm-up to ``lr`` before the schedule.
         progress: show a tqdm bar (silenced when ``TQDM_DISABLE=1``).
-        optimizer: ``"adam"`` or ``"adamw"``, with ``weight_decay``.
+        optimizer: ``"adam"`` or ``"adamw"``, with ``weight_decay`` and Adam's ``betas``
+            (PyTorch's default ``(0.9, 0.999)``; nanoGPT uses ``(0.9, 0.95)``).
         schedule: ``"cosine"`` (default: down to ``min_lr_ratio * lr``), ``"linear"``
             (likewise), ``"constant"`` or ``"one_cycle"`` (PyTorch's, warming up over
             ``pct_start`` of the steps); see :func:`make_scheduler`.
@@ -240,12 +242,17 @@ def train(model: nn.Module, batches: Iterable, *, steps: int,
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"expected optimizer to be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     weight_decay = _number(weight_decay, "weight_decay", low=0.0)
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise TypeError(f"expected betas to be a pair of numbers, got {betas!r}")
+    betas = tuple(_number(b, "each of betas", low=0.0, high=1.0) for b in betas)
+    if betas[1] >= 1.0 or betas[0] >= 1.0:
+        raise ValueError(f"expected betas below 1, got {betas!r}")
     evals = _check_evals(eval_every, eval_fn)
     if seed is not None:
         set_seed(seed)
     device = torch.device(device) if device is not None else params[0].device
     model.to(device)
-    opt = (torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam)(params, lr=lr,
+    opt = (torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam)(params, lr=lr, betas=betas,
                                                                             weight_decay=weight_decay)
     sched = make_scheduler(opt, schedule, steps, warmup=warmup, min_lr_ratio=min_lr_ratio,
                            pct_start=pct_start)
