@@ -18,13 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 URL = "https://github.com/example/course"
 
 # The set-up cell as the chapters had it before the pin existed.
-UNPINNED = '''# Set-up: on Colab this installs the companion package `attnbook`; locally it does nothing.
+UNPINNED = '''# Set-up: on Colab this installs the book's package `attnbook`; locally it does nothing.
 import subprocess, sys
 REPO_URL = "https://github.com/attnbook/attention-book"
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"attnbook @ git+{REPO_URL}"], check=True)'''
 
-PINNED = f'''# Set-up: on Colab this installs the companion package `attnbook`; locally it does nothing.
+PINNED = f'''# Set-up: on Colab this installs the book's package `attnbook`; locally it does nothing.
 import subprocess, sys
 REPO_URL = "{URL}"
 REPO_REF = "v2.3.0"
