@@ -26,6 +26,8 @@ Each chapter and the modules it uses:
         sparse, training
     10  alignment, contacts, cost, crossmodal, gpt, layers, multihead, potts, ssm,
         tasks, text_to_image, training, vit, vocab
+    11  gpt, kv_variants, layers, multihead, sparse, stability, streaming,
+        training
 
 (``check``, ``exercises`` and ``pick_device`` are used by every chapter;
 ``tests/test_chapter_map.py`` keeps this map true.)

@@ -52,7 +52,8 @@ def _check_options(is_causal: object, scale: object) -> None:
 
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                  mask: torch.Tensor | None = None, *, is_causal: bool = False,
-                                 scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                                 scale: float | None = None, softcap: float | None = None
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``softmax(Q K^T * scale + mask) V`` from scratch, returning the output and the weights.
 
     Args:
@@ -64,6 +65,8 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
             ``i`` sees keys ``0 .. i + S - L``; see :mod:`attnbook.masks`); combined
             with ``mask`` when both are given.
         scale: the factor on the scores; default ``1 / sqrt(d_k)``.
+        softcap: logit soft-capping (Gemma 2): scores ``s`` become ``softcap * tanh(s / softcap)``,
+            so none exceeds ``softcap`` in size; ``None`` (default): no cap.
 
     A query with every key masked gets zero weights and a zero output.
 
@@ -76,6 +79,8 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
     scores = (query @ key.transpose(-2, -1)) * scale  # (..., L, S)
+    if softcap is not None:
+        scores = softcap * torch.tanh(scores / _softcap(softcap))  # (..., L, S), each in (-softcap, softcap)
     L, S = scores.shape[-2:]
     allowed = None  # bool, True = may attend
     if mask is not None:
@@ -92,6 +97,12 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     weights = torch.softmax(scores, dim=-1)  # (..., L, S)
     weights = torch.nan_to_num(weights, nan=0.0)  # fully masked rows: exp(-inf)/0 -> 0, not NaN
     return weights @ value, weights  # (..., L, d_v), (..., L, S)
+
+
+def _softcap(softcap: object) -> float:
+    if isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or not softcap > 0:
+        raise ValueError(f"expected softcap to be a positive number or None, got {softcap!r}")
+    return float(softcap)
 
 
 def _fused(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
@@ -139,16 +150,20 @@ def _repeat_kv(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> t
 
 def attention_heads(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                     mask: torch.Tensor | None = None, *, is_causal: bool = False, kind: str = "scratch",
-                    need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    need_weights: bool = False, softcap: float | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Multi-head attention's core, for inputs a layer has already shaped: no checks on the fused path.
+
+    ``softcap`` (see :func:`scaled_dot_product_attention`) takes the scratch path: the
+    fused kernel cannot cap its scores.
 
     Shape:
         query: (B, nh, L, hs); key, value: (B, nkv, S, hs) with nkv dividing nh; mask checked by the caller
         -> output: (B, nh, L, hs); weights: (B, nh, L, S) or None
     """
-    if kind == "scratch" or need_weights:
+    if kind == "scratch" or need_weights or softcap is not None:
         key, value = _repeat_kv(query, key, value)
-        out, weights = scaled_dot_product_attention(query, key, value, mask, is_causal=is_causal)
+        out, weights = scaled_dot_product_attention(query, key, value, mask, is_causal=is_causal, softcap=softcap)
         return out, (weights if need_weights else None)
     return _fused(query, key, value, mask, is_causal, None, True), None
 

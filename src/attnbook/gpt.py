@@ -20,6 +20,7 @@ from torch import nn
 
 from attnbook import _validate
 from attnbook.attention import ATTENTION_KINDS
+from attnbook.kv_variants import check_layer_options, window_mask
 from attnbook.layers import Block, BlockConfig, LayerNorm
 from attnbook.multihead import MultiHeadConfig
 
@@ -43,6 +44,9 @@ class GPTConfig:
             (PyTorch's kernel: same numbers, faster training).
         dropout: dropout on the embeddings and on each sub-layer's output (training only).
         tie_weights: the read-out shares the token embedding's matrix (Press & Wolf, 2017).
+        qk_norm, softcap, gate, kv_latent: attention options of every block (see
+            :class:`~attnbook.layers.BlockConfig`); windows: a sliding window (or ``None``:
+            global) per layer; kv_share: layers per shared KV cache (see :mod:`attnbook.kv_variants`).
     """
 
     vocab_size: int
@@ -55,6 +59,12 @@ class GPTConfig:
     attention: str = "scratch"
     dropout: float = 0.0
     tie_weights: bool = False
+    qk_norm: bool = False
+    softcap: float | None = None
+    gate: bool = False
+    kv_latent: int | None = None
+    windows: tuple[int | None, ...] | None = None
+    kv_share: int = 1
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "num_layers"):
@@ -65,10 +75,13 @@ class GPTConfig:
         _validate.probability(self.dropout, "dropout")
         if not isinstance(self.tie_weights, bool):
             raise TypeError(f"expected tie_weights to be a bool, got {type(self.tie_weights).__name__}")
+        self.windows = check_layer_options(self.windows, self.kv_share, self.num_layers)
+        self.block()  # checks the attention options
 
     def block(self) -> BlockConfig:
         return BlockConfig(self.d_model, self.num_heads, self.d_ff, self.num_kv_heads, norm_first=True,
-                           dropout=self.dropout, attention=self.attention)
+                           dropout=self.dropout, attention=self.attention, qk_norm=self.qk_norm,
+                           softcap=self.softcap, gate=self.gate, kv_latent=self.kv_latent)
 
 
 def GPTBlock(config: GPTConfig) -> Block:
@@ -97,6 +110,12 @@ class GPT(nn.Module):
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
         self.position_embedding = nn.Embedding(c.block_size, c.d_model)
         self.blocks = nn.ModuleList(Block(c.block()) for _ in range(c.num_layers))
+        for i in range(c.num_layers):  # kv_share: a group's later layers use its first layer's keys and values
+            if i % c.kv_share:
+                attn = self.blocks[i].self_attention
+                for name in ("w_k", "w_v", "w_dkv", "w_uk", "w_uv", "k_norm"):
+                    if hasattr(attn, name):
+                        delattr(attn, name)
         self.final_norm = LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.apply(self._init)
@@ -136,12 +155,15 @@ class GPT(nn.Module):
         if c.dropout and self.training:
             x = nn.functional.dropout(x, c.dropout)
         present: KVCache = []
+        keep = use_cache or c.kv_share > 1  # the shared keys and values pass from layer to layer
         for i, block in enumerate(self.blocks):
-            if use_cache:
-                x, kv = block(x, is_causal=True, past=None if past is None else past[i], use_cache=True)
-                present.append(kv)
-            else:
-                x = block(x, is_causal=True, past=None if past is None else past[i])
+            w = None if c.windows is None else c.windows[i]
+            mask = None if w is None else window_mask(T, T_past + T, w, device=ids.device)  # (T, T_past + T)
+            shared = present[i - i % c.kv_share] if i % c.kv_share else None
+            out = block(x, mask, is_causal=True, past=None if past is None else past[i], use_cache=keep,
+                        shared_kv=shared)
+            x, kv = out if keep else (out, None)
+            present.append(kv)
         logits = self.head(self.final_norm(x))  # (B, T, vocab_size)
         return (logits, present) if use_cache else logits
 

@@ -110,6 +110,9 @@ class BlockConfig:
         dropout: dropout on each sub-layer's output and inside the feed-forward layer
             (none on the attention weights), in training mode only.
         attention: ``"scratch"`` (the book's function, default) or ``"fused"`` (PyTorch's kernel).
+        qk_norm, softcap, gate: self-attention options (see :class:`~attnbook.multihead.MultiHeadConfig`).
+        kv_latent: multi-head latent attention with a cached latent of this width
+            (:class:`~attnbook.kv_variants.LatentAttention`); ``None``: keys and values as usual.
     """
 
     d_model: int
@@ -120,8 +123,14 @@ class BlockConfig:
     cross_attention: bool = False
     dropout: float = 0.0
     attention: str = "scratch"
+    qk_norm: bool = False
+    softcap: float | None = None
+    gate: bool = False
+    kv_latent: int | None = None
 
     def __post_init__(self) -> None:
+        if self.kv_latent is not None:
+            _validate.positive_int(self.kv_latent, "kv_latent")
         self.attention_config()  # checks the sizes and the attention kind
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
@@ -133,7 +142,8 @@ class BlockConfig:
         _validate.probability(self.dropout, "dropout")
 
     def attention_config(self) -> MultiHeadConfig:
-        return MultiHeadConfig(self.d_model, self.num_heads, self.num_kv_heads, attention=self.attention)
+        return MultiHeadConfig(self.d_model, self.num_heads, self.num_kv_heads, attention=self.attention,
+                               qk_norm=self.qk_norm, softcap=self.softcap, gate=self.gate)
 
 
 KV = tuple[torch.Tensor, torch.Tensor]
@@ -151,6 +161,8 @@ class Block(nn.Module):
     ``forward`` returns ``x``, followed by ``present`` if ``use_cache`` and by the
     weights if ``need_weights`` (cross-attention's when the block has it, else
     self-attention's (or the mixer's second output)), as a tuple when anything follows.
+    ``shared_kv``: keys and values computed by another block (cross-layer KV sharing):
+    this block then computes only queries, ignores ``past`` and returns them as ``present``.
 
     Shape:
         x: (B, T, d_model); mask: self-attention mask, bool or float, broadcastable to
@@ -168,7 +180,10 @@ class Block(nn.Module):
             raise TypeError(f"expected mixer to be an nn.Module, got {type(mixer).__name__}")
         self.config = c = config
         self.norm1 = LayerNorm(c.d_model)
-        if mixer is None:
+        if mixer is None and c.kv_latent is not None:
+            from attnbook.kv_variants import LatentAttention  # it builds on multihead, as this module does
+            self.self_attention = LatentAttention(c.attention_config(), c.kv_latent)
+        elif mixer is None:
             self.self_attention = MultiHeadAttention(c.attention_config())
         else:
             self.self_attention = None
@@ -190,20 +205,27 @@ class Block(nn.Module):
         return self.self_attention
 
     def _self_attend(self, h: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, past: KV | None,
-                     need: bool) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
+                     need: bool, shared_kv: KV | None = None) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
         attn = self.self_attention
+        if shared_kv is not None:  # cross-layer KV sharing: another layer's keys and values, past included
+            if not (isinstance(shared_kv, (tuple, list)) and len(shared_kv) == 2):
+                raise TypeError(f"expected shared_kv to be a (keys, values) pair, got {type(shared_kv).__name__}")
+            attn.check_kv(shared_kv[0], shared_kv[1], h.shape[0], "shared ")
+            a, w = attn._attend(attn._query(h), shared_kv[0], shared_kv[1], mask, is_causal, need, h)
+            return a, tuple(shared_kv), w
         q, k, v = attn._qkv(h)  # (B, nh, T, hs), (B, nkv, T, hs) x 2
         if past is not None:
             if not (isinstance(past, (tuple, list)) and len(past) == 2):
                 raise TypeError(f"expected past to be a (keys, values) pair, got {type(past).__name__}")
             attn.check_kv(past[0], past[1], h.shape[0], "past ")
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nkv, T_past + T, hs)
-        a, w = attn._attend(q, k, v, mask, is_causal, need)
+        a, w = attn._attend(q, k, v, mask, is_causal, need, h)
         return a, (k, v), w
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, memory: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, is_causal: bool = False, past: KV | None = None,
-                use_cache: bool = False, need_weights: bool = False, mixer_options: dict | None = None):
+                use_cache: bool = False, need_weights: bool = False, mixer_options: dict | None = None,
+                shared_kv: KV | None = None):
         c = self.config
         _validate.tensor(x, "x", ndim=3, floating=True)
         if x.shape[-1] != c.d_model:
@@ -214,7 +236,7 @@ class Block(nn.Module):
             raise ValueError("expected memory exactly when the block has cross-attention "
                              f"(cross_attention={c.cross_attention}), got memory="
                              f"{'None' if memory is None else 'a tensor'}")
-        if self.self_attention is None and (past is not None or use_cache):
+        if self.self_attention is None and (past is not None or use_cache or shared_kv is not None):
             raise ValueError("expected no KV cache (past, use_cache) in a block with a custom mixer")
         want_self = need_weights and self.cross_attention is None
         present = w = None
@@ -222,7 +244,7 @@ class Block(nn.Module):
         # 1. token mixing: self-attention (with the cache) or the mixer
         h = self.norm1(x) if pre else x
         if self.self_attention is not None:
-            a, present, w = self._self_attend(h, mask, is_causal, past, want_self)
+            a, present, w = self._self_attend(h, mask, is_causal, past, want_self, shared_kv)
         else:
             a = self.mixer(h, **(mixer_options or {}))
             if isinstance(a, tuple):

@@ -48,6 +48,12 @@ class MultiHeadConfig:
             ``d_model`` in cross-attention between sequences of different widths.
         bias: whether the four projections have biases.
         attention: ``"scratch"`` (the book's function, default) or ``"fused"`` (PyTorch's kernel).
+        qk_norm: RMS-normalise each head's queries and keys (learned scale) before the dot
+            product (QK-norm; Dehghani et al., 2023).
+        softcap: soft-cap the scores at this size, ``softcap * tanh(s / softcap)`` (Gemma 2;
+            takes the scratch path); ``None``: no cap.
+        gate: multiply each head's output, element by element, by ``sigmoid(x W_g + b_g)``
+            before the output projection (gated attention; Qiu et al., 2025).
     """
 
     d_model: int
@@ -56,6 +62,9 @@ class MultiHeadConfig:
     kv_dim: int | None = None
     bias: bool = True
     attention: str = "scratch"
+    qk_norm: bool = False
+    softcap: float | None = None
+    gate: bool = False
 
     def __post_init__(self) -> None:
         _validate.positive_int(self.d_model, "d_model")
@@ -76,6 +85,12 @@ class MultiHeadConfig:
         if not isinstance(self.bias, bool):
             raise TypeError(f"expected bias to be a bool, got {type(self.bias).__name__}")
         _validate.choice(self.attention, "attention", ATTENTION_KINDS)
+        for name in ("qk_norm", "gate"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"expected {name} to be a bool, got {type(getattr(self, name)).__name__}")
+        if self.softcap is not None and (isinstance(self.softcap, bool) or not isinstance(self.softcap, (int, float))
+                                         or not self.softcap > 0):
+            raise ValueError(f"expected softcap to be a positive number or None, got {self.softcap!r}")
 
     @property
     def head_dim(self) -> int:
@@ -140,6 +155,20 @@ class MultiHeadAttention(nn.Module):
         self.w_k = nn.Linear(c.kv_dim, c.num_kv_heads * c.head_dim, bias=c.bias)
         self.w_v = nn.Linear(c.kv_dim, c.num_kv_heads * c.head_dim, bias=c.bias)
         self.w_o = nn.Linear(c.d_model, c.d_model, bias=c.bias)
+        if c.qk_norm:  # one learned scale per head dimension, shared by the heads
+            self.q_norm, self.k_norm = nn.Parameter(torch.ones(c.head_dim)), nn.Parameter(torch.ones(c.head_dim))
+        if c.gate:  # starts near sigmoid(0) = 1/2 for every head and dimension
+            self.w_g = nn.Linear(c.d_model, c.d_model, bias=True)
+
+    def _norm(self, t: torch.Tensor, weight_name: str) -> torch.Tensor:
+        """QK-norm: RMS-normalise over the head dimension, then scale (a no-op without ``qk_norm``)."""
+        if not self.config.qk_norm:
+            return t
+        return nn.functional.rms_norm(t, (t.shape[-1],), getattr(self, weight_name), eps=1e-6)
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        """The queries of ``x``, QK-normed when configured: (B, L, d_model) -> (B, num_heads, L, head_dim)."""
+        return self._norm(self._heads(self.w_q(x), self.num_heads), "q_norm")
 
     def _check_x(self, x: object) -> None:
         _validate.tensor(x, "x", ndim=3, floating=True)
@@ -151,29 +180,39 @@ class MultiHeadAttention(nn.Module):
         return t.view(B, T, heads, self.head_dim).transpose(1, 2)  # (B, heads, T, hs)
 
     def _kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._heads(self.w_k(context), self.num_kv_heads), self._heads(self.w_v(context), self.num_kv_heads)
+        k = self._norm(self._heads(self.w_k(context), self.num_kv_heads), "k_norm")
+        return k, self._heads(self.w_v(context), self.num_kv_heads)
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Self-attention's queries, keys and values; the fused path uses one matrix product for all three."""
         if self.config.attention == "scratch" or self.config.kv_dim != self.config.d_model:
-            return self._heads(self.w_q(x), self.num_heads), *self._kv(x)
+            return self._query(x), *self._kv(x)
         # the three weights side by side, as torch.nn.MultiheadAttention's in_proj_weight (hooks on w_q/w_k/w_v
         # do not fire here)
         w = torch.cat([self.w_q.weight, self.w_k.weight, self.w_v.weight])
         b = None if self.w_q.bias is None else torch.cat([self.w_q.bias, self.w_k.bias, self.w_v.bias])
         kv_width = self.num_kv_heads * self.head_dim
         q, k, v = nn.functional.linear(x, w, b).split([self.config.d_model, kv_width, kv_width], dim=-1)
-        return self._heads(q, self.num_heads), self._heads(k, self.num_kv_heads), self._heads(v, self.num_kv_heads)
+        q, k = self._norm(self._heads(q, self.num_heads), "q_norm"), self._norm(self._heads(k, self.num_kv_heads), "k_norm")
+        return q, k, self._heads(v, self.num_kv_heads)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-                is_causal: bool, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attention of queries (B, nh, L, hs) to keys/values (B, nkv, S, hs), then the output projection."""
+                is_causal: bool, need_weights: bool, x: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attention of queries (B, nh, L, hs) to keys/values (B, nkv, S, hs), then the output projection.
+
+        ``x`` (B, L, d_model), the queries' input, drives the output gate (``gate=True`` only).
+        """
         B, _, L, _ = q.shape
         if mask is not None:
             mask = check_mask(mask, (B, self.num_heads, L, k.shape[2]), heads=True)
         out, weights = attention_heads(q, k, v, mask, is_causal=is_causal, kind=self.config.attention,
-                                       need_weights=need_weights)  # (B, nh, L, hs), (B, nh, L, S) or None
-        out = out.transpose(1, 2).reshape(B, L, self.config.d_model)  # (B, L, d_model): heads side by side
+                                       need_weights=need_weights, softcap=self.config.softcap)
+        out = out.transpose(1, 2).reshape(B, L, -1)  # (B, L, nh * hs): heads side by side
+        if self.config.gate:
+            if x is None:
+                raise ValueError("expected x (the queries' input) for the output gate, got None")
+            out = out * torch.sigmoid(self.w_g(x))  # (B, L, d_model): each head's output, gated
         return self.w_o(out), weights  # (B, L, d_model), (B, nh, L, S) or None
 
     def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,7 +254,7 @@ class MultiHeadAttention(nn.Module):
         self.check_kv(k, v, x.shape[0])
         if not isinstance(is_causal, bool):
             raise TypeError(f"expected is_causal to be a bool, got {type(is_causal).__name__}")
-        return self._attend(self._heads(self.w_q(x), self.num_heads), k, v, mask, is_causal, need_weights)
+        return self._attend(self._query(x), k, v, mask, is_causal, need_weights, x)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None, *,
                 is_causal: bool = False, need_weights: bool = False
@@ -231,8 +270,8 @@ class MultiHeadAttention(nn.Module):
                 raise ValueError(f"expected x and context with the same batch size, got shapes {tuple(x.shape)} "
                                  f"and {tuple(context.shape)}")
             k, v = self.project_kv(context)  # (B, nkv, S, hs) each
-            q = self._heads(self.w_q(x), self.num_heads)  # (B, nh, L, hs)
-        out, weights = self._attend(q, k, v, mask, is_causal, need_weights)  # (B, L, d_model), (B, nh, L, S)
+            q = self._query(x)  # (B, nh, L, hs)
+        out, weights = self._attend(q, k, v, mask, is_causal, need_weights, x)  # (B, L, d_model), (B, nh, L, S)
         return (out, weights) if need_weights else out
 
     @classmethod
