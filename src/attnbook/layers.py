@@ -34,6 +34,7 @@ from torch import nn
 from attnbook import _validate
 from attnbook.attention import ATTENTION_KINDS
 from attnbook.multihead import MultiHeadAttention, MultiHeadConfig
+from attnbook.positional import rotate_pairs
 
 __all__ = ["LayerNorm", "FeedForward", "count_parameters", "BlockConfig", "Block"]
 
@@ -151,11 +152,13 @@ class Block(nn.Module):
     ``forward`` returns ``x``, followed by ``present`` if ``use_cache`` and by the
     weights if ``need_weights`` (cross-attention's when the block has it, else
     self-attention's (or the mixer's second output)), as a tuple when anything follows.
+    ``rotary=(cos, sin)`` rotates the new queries and keys (RoPE, :func:`~attnbook.positional.rotate_pairs`).
 
     Shape:
         x: (B, T, d_model); mask: self-attention mask, bool or float, broadcastable to
         (B, heads, T, T_past + T); memory: (B, S, d_model); memory_mask: broadcastable to
-        (B, heads, T, S), e.g. (B, 1, S); past: keys, values (B, num_kv_heads, T_past, head_dim)
+        (B, heads, T, S), e.g. (B, 1, S); past: keys, values (B, num_kv_heads, T_past, head_dim);
+        rotary: cos, sin (T, head_dim / 2) each
         -> x: (B, T, d_model); present: keys, values (B, num_kv_heads, T_past + T, head_dim);
         weights: (B, heads, T, S) or (B, heads, T, T_past + T)
     """
@@ -190,9 +193,11 @@ class Block(nn.Module):
         return self.self_attention
 
     def _self_attend(self, h: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, past: KV | None,
-                     need: bool) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
+                     need: bool, rotary: KV | None = None) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
         attn = self.self_attention
         q, k, v = attn._qkv(h)  # (B, nh, T, hs), (B, nkv, T, hs) x 2
+        if rotary is not None:  # RoPE on the new queries and keys (the cache holds rotated keys)
+            q, k = rotate_pairs(q, *rotary), rotate_pairs(k, *rotary)
         if past is not None:
             if not (isinstance(past, (tuple, list)) and len(past) == 2):
                 raise TypeError(f"expected past to be a (keys, values) pair, got {type(past).__name__}")
@@ -203,7 +208,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, memory: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, is_causal: bool = False, past: KV | None = None,
-                use_cache: bool = False, need_weights: bool = False, mixer_options: dict | None = None):
+                use_cache: bool = False, need_weights: bool = False, mixer_options: dict | None = None,
+                rotary: KV | None = None):
         c = self.config
         _validate.tensor(x, "x", ndim=3, floating=True)
         if x.shape[-1] != c.d_model:
@@ -222,7 +228,7 @@ class Block(nn.Module):
         # 1. token mixing: self-attention (with the cache) or the mixer
         h = self.norm1(x) if pre else x
         if self.self_attention is not None:
-            a, present, w = self._self_attend(h, mask, is_causal, past, want_self)
+            a, present, w = self._self_attend(h, mask, is_causal, past, want_self, rotary)
         else:
             a = self.mixer(h, **(mixer_options or {}))
             if isinstance(a, tuple):
