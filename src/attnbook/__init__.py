@@ -26,6 +26,7 @@ Each chapter and the modules it uses:
         sparse, training
     10  alignment, contacts, cost, crossmodal, gpt, layers, multihead, potts, ssm,
         tasks, text_to_image, training, vit, vocab
+    12  gpt, induction, layers, positional, recall, training
 
 (``check``, ``exercises`` and ``pick_device`` are used by every chapter;
 ``tests/test_chapter_map.py`` keeps this map true.)
