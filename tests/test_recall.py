@@ -51,16 +51,18 @@ def test_a_window_layer_cannot_see_past_its_window():
     changed[:, 0] = (changed[:, 0] + 1) % 16
     with torch.no_grad():
         a, b = model(ids), model(changed)
-    torch.testing.assert_close(a[:, 4:], b[:, 4:])  # position 4 sees 1..4 only
-    assert (a[:, :4] - b[:, :4]).abs().max() > 1e-5
+    # position 5 sees 2..5, each of which carries itself and the token before (the short convolution)
+    torch.testing.assert_close(a[:, 5:], b[:, 5:])
+    assert (a[:, :5] - b[:, :5]).abs().max() > 1e-5
 
 
 def test_state_bytes_by_formula_and_parameters_roughly_matched():
     kw = dict(d_model=64, num_heads=4, window=8, d_state=16)
-    assert state_bytes(RecallConfig(128, 64, ("attention",) * 2, **kw), 64) == 2 * 2 * 2 * 64 * 64
-    assert state_bytes(RecallConfig(128, 64, ("window",) * 2, **kw), 64) == 2 * 2 * 2 * 64 * 9
-    assert state_bytes(RecallConfig(128, 64, ("linear",) * 2, **kw), 64) == 2 * 2 * 4 * (16 * 16 + 16)
-    assert state_bytes(RecallConfig(128, 64, ("scan",) * 2, **kw), 64) == 2 * 2 * 64 * (16 + 3)
+    conv = 2 * 64  # the short convolution keeps one earlier input, in fp16
+    assert state_bytes(RecallConfig(128, 64, ("attention",) * 2, **kw), 64) == conv + 2 * 2 * 2 * 64 * 64
+    assert state_bytes(RecallConfig(128, 64, ("window",) * 2, **kw), 64) == conv + 2 * 2 * 2 * 64 * 9
+    assert state_bytes(RecallConfig(128, 64, ("linear",) * 2, **kw), 64) == conv + 2 * 2 * 4 * (16 * 16 + 16)
+    assert state_bytes(RecallConfig(128, 64, ("scan",) * 2, **kw), 64) == conv + 2 * 2 * 64 * (16 + 3)
     counts = [count_parameters(RecallLM(RecallConfig(128, 64, (m, m), **kw)))
               for m in ("attention", "linear", "scan")]
     assert max(counts) / min(counts) < 1.1

@@ -95,6 +95,7 @@ class RecallConfig:
         d_state, expand: a ``"scan"`` layer's state size per channel (Mamba's ``N``) and inner
             width factor (default 1, so that a scan block has about the parameters of an
             attention block: both keep the feed-forward sub-layer).
+        conv: the width of the short causal convolution after the embeddings (every model has it).
     """
 
     vocab_size: int
@@ -105,9 +106,10 @@ class RecallConfig:
     window: int = 8
     d_state: int = 16
     expand: int = 1
+    conv: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_len", "d_model", "num_heads", "d_state", "expand"):
+        for name in ("vocab_size", "max_len", "d_model", "num_heads", "d_state", "expand", "conv"):
             _validate.positive_int(getattr(self, name), name)
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 0:
             raise ValueError(f"expected window to be an int >= 0, got {self.window!r}")
@@ -121,7 +123,13 @@ class RecallConfig:
 
 
 class RecallLM(nn.Module):
-    """Token and learned position embeddings, one pre-LN block per layer (its mixer by name), a read-out.
+    """Embeddings, a short convolution, one pre-LN block per layer (its mixer by name), a read-out.
+
+    Token and learned position embeddings are followed by a causal depthwise
+    convolution over the last ``conv`` tokens, added to the residual stream (as Zoology
+    gives every model a short convolution): each position then also carries the tokens
+    just before it, so that a value can be found by its key with one lookup, for every
+    mixer alike.
 
     Shape:
         ids: (B, T), T <= max_len -> logits: (B, T, vocab_size)
@@ -134,6 +142,8 @@ class RecallLM(nn.Module):
         self.config = c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
         self.position_embedding = nn.Embedding(c.max_len, c.d_model)
+        self.short_conv = nn.Conv1d(c.d_model, c.d_model, kernel_size=c.conv, groups=c.d_model,
+                                    padding=c.conv - 1)
         attention = BlockConfig(c.d_model, c.num_heads, attention="fused")
         residual = BlockConfig(c.d_model, num_heads=1)  # a mixer replaces self-attention
         blocks = []
@@ -156,6 +166,7 @@ class RecallLM(nn.Module):
             raise ValueError(f"expected between 1 and max_len={c.max_len} tokens, got {T}")
         _validate.token_ids(ids, c.vocab_size, "token ids")
         x = self.token_embedding(ids) + self.position_embedding(torch.arange(T, device=ids.device))
+        x = x + self.short_conv(x.transpose(1, 2))[..., :T].transpose(1, 2)  # (B, T, d): causal, last `conv`
         window = sliding_window_mask(T, c.window, causal=True, device=ids.device) if "window" in c.layers else None
         for kind, block in zip(c.layers, self.blocks):
             if kind == "attention":
@@ -173,7 +184,8 @@ def state_bytes(config: RecallConfig, length: int, *, bytes_per_number: int = 2)
     Per layer: ``"attention"`` keeps every key and value, ``2 d_model length``;
     ``"window"`` the last ``window + 1``, ``2 d_model min(window + 1, length)``;
     ``"linear"`` one ``hs x hs`` matrix and an ``hs`` normaliser per head; ``"scan"`` the SSM
-    state ``d_inner x d_state`` and the convolution's last ``d_conv - 1`` inputs.
+    state ``d_inner x d_state`` and the convolution's last ``d_conv - 1`` inputs; and, once,
+    the short convolution's last ``conv - 1`` inputs.
     """
     if not isinstance(config, RecallConfig):
         raise TypeError(f"expected a RecallConfig, got {type(config).__name__}")
@@ -184,7 +196,8 @@ def state_bytes(config: RecallConfig, length: int, *, bytes_per_number: int = 2)
     per_layer = {"attention": 2 * d * length, "window": 2 * d * min(config.window + 1, length),
                  "linear": config.num_heads * (hs * hs + hs),
                  "scan": mamba.d_inner * (mamba.d_state + mamba.d_conv - 1)}
-    return bytes_per_number * sum(per_layer[kind] for kind in config.layers)
+    conv = (config.conv - 1) * d  # the short convolution's last inputs, once per model
+    return bytes_per_number * (conv + sum(per_layer[kind] for kind in config.layers))
 
 
 @torch.no_grad()
