@@ -142,3 +142,28 @@ def test_tied_weights_share_one_matrix_and_defaults_keep_the_old_initialisation(
             assert abs(p.std().item() - 0.02) < 0.002, name
         elif "norm" not in name:
             assert p.abs().sum() == 0, name
+
+
+@pytest.mark.parametrize("position", ["rope", "alibi"])
+def test_positions_compose_with_windows_and_shared_kv(position):
+    """Chapter 12's positions and chapter 11's window layers and cross-layer sharing in one model."""
+    from attnbook.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=11, block_size=16, d_model=16, num_heads=2, num_layers=4, position=position,
+                       windows=(4, 4, None, None), kv_share=2)
+    model = GPT(config).eval()
+    ids = torch.randint(0, 11, (2, 12))
+    with torch.no_grad():
+        full = model(ids)
+        logits, past = model(ids[:, :8], use_cache=True)
+        steps = [logits]
+        for t in range(8, 12):
+            logits, past = model(ids[:, t:t + 1], past=past, use_cache=True)
+            steps.append(logits)
+        with_weights, weights = model(ids, need_weights=True)
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(with_weights, full, atol=1e-5, rtol=1e-5)
+    assert len(weights) == 4 and weights[0].shape == (2, 2, 12, 12)
+    assert (weights[1][:, :, 11, :8] == 0).all()  # a window layer: the last query sees its last 4 keys only
+    assert (weights[3][:, :, 11, :8] > 0).all()  # a global layer sees them all

@@ -85,3 +85,100 @@ def test_added_positions_break_permutation_equivariance():
         with_positions = (layer(x[:, perm] + pe) - layer(x + pe)[:, perm]).abs().max().item()
     assert plain < 1e-5
     assert with_positions > 1e-2
+
+# --- chapter 12: RoPE scaling and ALiBi ---
+
+from attnbook.positional import (RopeScaling, alibi_bias, alibi_slopes, rope_frequencies, rotary_cos_sin,  # noqa: E402
+                                 rotate_pairs)
+
+
+@pytest.mark.parametrize("kind", ["none", "pi", "ntk", "yarn"])
+def test_every_scaling_at_factor_one_is_plain_rope(kind):
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    scaling = RopeScaling(kind, 1.0, original_length=8)
+    torch.testing.assert_close(apply_rotary(x, scaling=scaling), apply_rotary(x))
+
+
+def test_position_interpolation_maps_position_s_p_to_p():
+    x = torch.randn(1, 4, 8, dtype=torch.float64)
+    stretched = apply_rotary(x, torch.tensor([0, 4, 8, 12]), scaling=RopeScaling("pi", 4.0))
+    torch.testing.assert_close(stretched, apply_rotary(x, torch.tensor([0, 1, 2, 3])))
+
+
+def test_ntk_keeps_the_fastest_pair_and_slows_the_slowest_by_the_factor():
+    plain, ntk = rope_frequencies(16), rope_frequencies(16, scaling=RopeScaling("ntk", 8.0))
+    assert math.isclose(float(ntk[0]), float(plain[0]), rel_tol=1e-6)
+    assert math.isclose(float(plain[-1] / ntk[-1]), 8.0, rel_tol=1e-4)
+    assert bool((ntk <= plain + 1e-12).all())
+
+
+def test_yarn_keeps_fast_pairs_interpolates_slow_ones_and_sharpens():
+    d, L, s = 64, 64, 4.0
+    plain = rope_frequencies(d)
+    yarn = rope_frequencies(d, scaling=RopeScaling("yarn", s, original_length=L))
+    turns = L * plain / (2 * math.pi)
+    torch.testing.assert_close(yarn[turns > 32], plain[turns > 32])  # more than beta_fast turns: kept
+    torch.testing.assert_close(yarn[turns < 1], plain[turns < 1] / s)  # fewer than beta_slow: interpolated
+    middle = (turns > 1) & (turns < 32)
+    assert bool(((yarn[middle] < plain[middle]) & (yarn[middle] > plain[middle] / s)).all())
+    cos, sin = rotary_cos_sin(torch.arange(3), d, scaling=RopeScaling("yarn", s, original_length=L))
+    torch.testing.assert_close(cos[0], torch.full((d // 2,), 0.1 * math.log(s) + 1))  # the attention factor
+    assert RopeScaling("pi", s).attention_factor == 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(0, 300), n=st.integers(0, 300), shift=st.integers(0, 300), seed=st.integers(0, 1000),
+       kind=st.sampled_from(["pi", "ntk", "yarn"]), factor=st.floats(1.0, 16.0))
+def test_scaled_rope_still_depends_only_on_the_offset(m, n, shift, seed, kind, factor):
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(1, 8, generator=g, dtype=torch.float64), torch.randn(1, 8, generator=g, dtype=torch.float64)
+    scaling = RopeScaling(kind, factor, original_length=32)
+
+    def score(pm, pn):
+        return float((apply_rotary(q, torch.tensor([pm]), scaling=scaling)
+                      * apply_rotary(k, torch.tensor([pn]), scaling=scaling)).sum())
+    assert math.isclose(score(m, n), score(m + shift, n + shift), rel_tol=1e-8, abs_tol=1e-8)
+
+
+def test_rotate_pairs_is_apply_rotary():
+    x = torch.randn(2, 3, 5, 8)
+    cos, sin = rotary_cos_sin(torch.arange(5), 8)
+    torch.testing.assert_close(rotate_pairs(x, cos, sin), apply_rotary(x))
+    with pytest.raises(ValueError, match=r"cos of shape \(5, 4\), got \(4, 4\)"):
+        rotate_pairs(x, cos[:4], sin)
+
+
+def test_alibi_slopes_follow_the_paper():
+    torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0 ** -k for k in range(1, 9)]))
+    torch.testing.assert_close(alibi_slopes(4), torch.tensor([2.0 ** -2, 2.0 ** -4, 2.0 ** -6, 2.0 ** -8]))
+    six = alibi_slopes(6)  # 4 of the 4-head slopes, then every other slope of 8 heads
+    torch.testing.assert_close(six, torch.tensor([2.0 ** -2, 2.0 ** -4, 2.0 ** -6, 2.0 ** -8, 2.0 ** -1, 2.0 ** -3]))
+
+
+def test_alibi_bias_is_minus_slope_times_distance_and_shift_invariant():
+    bias = alibi_bias(4, 5)
+    slopes = alibi_slopes(4)
+    assert bias.shape == (4, 5, 5)
+    assert float(bias[1, 4, 1]) == pytest.approx(-3 * float(slopes[1]))
+    assert bool((bias.diagonal(dim1=1, dim2=2) == 0).all())
+    cached = alibi_bias(4, 2, 7)  # two queries at positions 5 and 6 after 5 cached keys
+    torch.testing.assert_close(cached, alibi_bias(4, 7)[:, 5:])
+    # the same offset gives the same bias wherever it is
+    torch.testing.assert_close(bias[:, 3, 1], bias[:, 4, 2])
+
+
+def test_scaling_and_alibi_bad_inputs():
+    with pytest.raises(ValueError, match="RoPE scaling kind to be one of"):
+        RopeScaling("linear", 2.0)
+    with pytest.raises(ValueError, match="factor >= 1"):
+        RopeScaling("pi", 0.5)
+    with pytest.raises(ValueError, match="original_length"):
+        RopeScaling("yarn", 2.0)
+    with pytest.raises(ValueError, match="beta_slow < beta_fast"):
+        RopeScaling("yarn", 2.0, original_length=8, beta_fast=1.0, beta_slow=2.0)
+    with pytest.raises(TypeError, match="RopeScaling or None"):
+        rope_frequencies(8, scaling="pi")
+    with pytest.raises(ValueError, match="num_keys >= num_queries"):
+        alibi_bias(4, 5, 3)
+    with pytest.raises(ValueError, match="num_heads"):
+        alibi_slopes(0)

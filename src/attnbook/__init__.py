@@ -28,6 +28,7 @@ Each chapter and the modules it uses:
         tasks, text_to_image, training, vit, vocab
     11  gpt, kv_variants, layers, multihead, sparse, stability, streaming,
         training
+    12  gpt, induction, layers, positional, recall, training
 
 (``check``, ``exercises`` and ``pick_device`` are used by every chapter;
 ``tests/test_chapter_map.py`` keeps this map true.)

@@ -1,6 +1,6 @@
 """A decoder-only, GPT-style language model with KV-cache generation (Radford et al., 2019).
 
-Token and learned position embeddings, a stack of pre-LN blocks with causal
+Token and (by default learned) position embeddings, a stack of pre-LN blocks with causal
 multi-head (or grouped-query) self-attention, a final LayerNorm and a read-out to the
 vocabulary. Each position predicts the next token.
 
@@ -9,6 +9,12 @@ on the whole prefix; with a **KV cache**, every block keeps the keys and values 
 tokens seen so far, so a step only computes the new token's query, key and value and
 attends to the cache. Both give the same logits (up to float rounding) and so the same
 tokens.
+
+``GPTConfig.position`` chooses how the model knows where a token is (chapter 12):
+``"learned"`` (default: one trained vector per position, GPT-2), ``"sinusoidal"`` (fixed
+vectors added at the input), ``"rope"`` (rotated queries and keys, with an optional
+:class:`~attnbook.positional.RopeScaling`), ``"alibi"`` (a fixed distance penalty on the
+scores) or ``"none"`` (only the causal mask tells order).
 """
 
 from __future__ import annotations
@@ -22,9 +28,14 @@ from attnbook import _validate
 from attnbook.attention import ATTENTION_KINDS
 from attnbook.kv_variants import check_layer_options, window_mask
 from attnbook.layers import Block, BlockConfig, LayerNorm
+from attnbook.masks import combine_masks
 from attnbook.multihead import MultiHeadConfig
+from attnbook.positional import RopeScaling, alibi_bias, rotary_cos_sin, sinusoidal_encoding
 
-__all__ = ["GPTConfig", "GPTBlock", "GPT", "KVCache"]
+__all__ = ["GPTConfig", "GPTBlock", "GPT", "KVCache", "POSITIONS"]
+
+POSITIONS = ("learned", "none", "sinusoidal", "rope", "alibi")
+"""The names ``GPTConfig.position`` accepts."""
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 """One ``(keys, values)`` pair per block, each of shape (B, num_kv_heads, T_past, head_dim)."""
@@ -47,6 +58,9 @@ class GPTConfig:
         qk_norm, softcap, gate, kv_latent: attention options of every block (see
             :class:`~attnbook.layers.BlockConfig`); windows: a sliding window (or ``None``:
             global) per layer; kv_share: layers per shared KV cache (see :mod:`attnbook.kv_variants`).
+        position: one of :data:`POSITIONS` (default ``"learned"``).
+        rope_base, rope_scaling: RoPE's base and its :class:`~attnbook.positional.RopeScaling`
+            (``position="rope"`` only).
     """
 
     vocab_size: int
@@ -65,6 +79,9 @@ class GPTConfig:
     kv_latent: int | None = None
     windows: tuple[int | None, ...] | None = None
     kv_share: int = 1
+    position: str = "learned"
+    rope_base: float = 10000.0
+    rope_scaling: RopeScaling | None = None
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "num_layers"):
@@ -77,6 +94,14 @@ class GPTConfig:
             raise TypeError(f"expected tie_weights to be a bool, got {type(self.tie_weights).__name__}")
         self.windows = check_layer_options(self.windows, self.kv_share, self.num_layers)
         self.block()  # checks the attention options
+        _validate.choice(self.position, "position", POSITIONS)
+        if self.position == "rope":
+            rotary_cos_sin(torch.zeros(1), self.d_model // self.num_heads, base=self.rope_base,
+                           scaling=self.rope_scaling)  # checks an even head width, the base and the scaling
+        elif self.rope_scaling is not None:
+            raise ValueError(f"expected rope_scaling only with position='rope', got position={self.position!r}")
+        if self.position == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"expected an even d_model for sinusoidal positions, got {self.d_model}")
 
     def block(self) -> BlockConfig:
         return BlockConfig(self.d_model, self.num_heads, self.d_ff, self.num_kv_heads, norm_first=True,
@@ -108,7 +133,10 @@ class GPT(nn.Module):
             raise TypeError(f"expected a GPTConfig, got {type(config).__name__}")
         self.config = c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
-        self.position_embedding = nn.Embedding(c.block_size, c.d_model)
+        if c.position == "learned":
+            self.position_embedding = nn.Embedding(c.block_size, c.d_model)
+        elif c.position == "sinusoidal":
+            self.register_buffer("sinusoidal", sinusoidal_encoding(c.block_size, c.d_model), persistent=False)
         self.blocks = nn.ModuleList(Block(c.block()) for _ in range(c.num_layers))
         for i in range(c.num_layers):  # kv_share: a group's later layers use its first layer's keys and values
             if i % c.kv_share:
@@ -129,9 +157,24 @@ class GPT(nn.Module):
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def forward(self, ids: torch.Tensor, *, past: KVCache | None = None, use_cache: bool = False
-                ) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
+    def _positions(self, T_past: int, T: int, device: torch.device) -> dict:
+        """What the blocks get for the positions T_past .. T_past + T - 1: a RoPE rotation or an ALiBi bias."""
         c = self.config
+        if c.position == "rope":
+            positions = torch.arange(T_past, T_past + T, device=device)
+            return {"rotary": rotary_cos_sin(positions, c.d_model // c.num_heads, base=c.rope_base,
+                                             scaling=c.rope_scaling)}  # (T, hs/2) each
+        if c.position == "alibi":
+            return {"mask": alibi_bias(c.num_heads, T, T_past + T, device=device)[None]}  # (1, nh, T, S)
+        return {}
+
+    def forward(self, ids: torch.Tensor, *, past: KVCache | None = None, use_cache: bool = False,
+                need_weights: bool = False) -> torch.Tensor | tuple:
+        """Next-token logits; with ``use_cache`` also the cache, with ``need_weights`` (scratch path) the
+        attention weights of every block, a list of (B, num_heads, T, T_past + T)."""
+        c = self.config
+        if use_cache and need_weights:
+            raise ValueError("expected use_cache or need_weights, got both")
         _validate.tensor(ids, "ids", ndim=2, integer=True)
         B, T = ids.shape
         if T < 1:
@@ -151,21 +194,31 @@ class GPT(nn.Module):
                              f"{T_past + T} ({T_past} cached + {T} new)")
         _validate.token_ids(ids, c.vocab_size, "token ids")
         positions = torch.arange(T_past, T_past + T, device=ids.device)  # (T,)
-        x = self.token_embedding(ids) + self.position_embedding(positions)  # (B, T, d_model)
+        x = self.token_embedding(ids)  # (B, T, d_model)
+        if c.position == "learned":
+            x = x + self.position_embedding(positions)
+        elif c.position == "sinusoidal":
+            x = x + self.sinusoidal[positions]
+        extra = self._positions(T_past, T, ids.device)
         if c.dropout and self.training:
             x = nn.functional.dropout(x, c.dropout)
         present: KVCache = []
         keep = use_cache or c.kv_share > 1  # the shared keys and values pass from layer to layer
+        weights = []
         for i, block in enumerate(self.blocks):
             w = None if c.windows is None else c.windows[i]
-            mask = None if w is None else window_mask(T, T_past + T, w, device=ids.device)  # (T, T_past + T)
+            window = None if w is None else window_mask(T, T_past + T, w, device=ids.device)  # (T, T_past + T)
+            mask = combine_masks(extra.get("mask"), window)
             shared = present[i - i % c.kv_share] if i % c.kv_share else None
             out = block(x, mask, is_causal=True, past=None if past is None else past[i], use_cache=keep,
-                        shared_kv=shared)
-            x, kv = out if keep else (out, None)
-            present.append(kv)
+                        need_weights=need_weights, shared_kv=shared, rotary=extra.get("rotary"))
+            out = out if isinstance(out, tuple) else (out,)
+            x = out[0]
+            present.append(out[1] if keep else None)
+            if need_weights:
+                weights.append(out[-1])  # (B, nh, T, T_past + T)
         logits = self.head(self.final_norm(x))  # (B, T, vocab_size)
-        return (logits, present) if use_cache else logits
+        return (logits, present) if use_cache else (logits, weights) if need_weights else logits
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy (nats per token) of predicting ``targets`` from ``ids``.

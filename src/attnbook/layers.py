@@ -34,6 +34,7 @@ from torch import nn
 from attnbook import _validate
 from attnbook.attention import ATTENTION_KINDS
 from attnbook.multihead import MultiHeadAttention, MultiHeadConfig
+from attnbook.positional import rotate_pairs
 
 __all__ = ["LayerNorm", "FeedForward", "count_parameters", "BlockConfig", "Block"]
 
@@ -163,11 +164,13 @@ class Block(nn.Module):
     self-attention's (or the mixer's second output)), as a tuple when anything follows.
     ``shared_kv``: keys and values computed by another block (cross-layer KV sharing):
     this block then computes only queries, ignores ``past`` and returns them as ``present``.
+    ``rotary=(cos, sin)`` rotates the new queries and keys (RoPE, :func:`~attnbook.positional.rotate_pairs`).
 
     Shape:
         x: (B, T, d_model); mask: self-attention mask, bool or float, broadcastable to
         (B, heads, T, T_past + T); memory: (B, S, d_model); memory_mask: broadcastable to
-        (B, heads, T, S), e.g. (B, 1, S); past: keys, values (B, num_kv_heads, T_past, head_dim)
+        (B, heads, T, S), e.g. (B, 1, S); past: keys, values (B, num_kv_heads, T_past, head_dim);
+        rotary: cos, sin (T, head_dim / 2) each
         -> x: (B, T, d_model); present: keys, values (B, num_kv_heads, T_past + T, head_dim);
         weights: (B, heads, T, S) or (B, heads, T, T_past + T)
     """
@@ -205,15 +208,21 @@ class Block(nn.Module):
         return self.self_attention
 
     def _self_attend(self, h: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, past: KV | None,
-                     need: bool, shared_kv: KV | None = None) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
+                     need: bool, shared_kv: KV | None = None,
+                     rotary: KV | None = None) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
         attn = self.self_attention
         if shared_kv is not None:  # cross-layer KV sharing: another layer's keys and values, past included
             if not (isinstance(shared_kv, (tuple, list)) and len(shared_kv) == 2):
                 raise TypeError(f"expected shared_kv to be a (keys, values) pair, got {type(shared_kv).__name__}")
             attn.check_kv(shared_kv[0], shared_kv[1], h.shape[0], "shared ")
-            a, w = attn._attend(attn._query(h), shared_kv[0], shared_kv[1], mask, is_causal, need, h)
+            q = attn._query(h)
+            if rotary is not None:  # the shared keys were rotated by the layer that made them
+                q = rotate_pairs(q, *rotary)
+            a, w = attn._attend(q, shared_kv[0], shared_kv[1], mask, is_causal, need, h)
             return a, tuple(shared_kv), w
         q, k, v = attn._qkv(h)  # (B, nh, T, hs), (B, nkv, T, hs) x 2
+        if rotary is not None:  # RoPE on the new queries and keys (the cache holds rotated keys)
+            q, k = rotate_pairs(q, *rotary), rotate_pairs(k, *rotary)
         if past is not None:
             if not (isinstance(past, (tuple, list)) and len(past) == 2):
                 raise TypeError(f"expected past to be a (keys, values) pair, got {type(past).__name__}")
@@ -225,7 +234,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, memory: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, is_causal: bool = False, past: KV | None = None,
                 use_cache: bool = False, need_weights: bool = False, mixer_options: dict | None = None,
-                shared_kv: KV | None = None):
+                shared_kv: KV | None = None, rotary: KV | None = None):
         c = self.config
         _validate.tensor(x, "x", ndim=3, floating=True)
         if x.shape[-1] != c.d_model:
@@ -244,7 +253,7 @@ class Block(nn.Module):
         # 1. token mixing: self-attention (with the cache) or the mixer
         h = self.norm1(x) if pre else x
         if self.self_attention is not None:
-            a, present, w = self._self_attend(h, mask, is_causal, past, want_self, shared_kv)
+            a, present, w = self._self_attend(h, mask, is_causal, past, want_self, shared_kv, rotary)
         else:
             a = self.mixer(h, **(mixer_options or {}))
             if isinstance(a, tuple):
