@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from attnbook.course import check
+from attnbook.course.exercises._trial import module_output, projection_weights
 from attnbook.attention import SelfAttention, scaled_dot_product_attention
 from attnbook.positional import apply_rotary, sinusoidal_encoding
 
@@ -86,19 +87,6 @@ def _previous_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits[:, 1:].flatten(0, 1), y.flatten())
 
 
-def _layer_output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | str:
-    try:
-        y = layer(x)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of the learner's layer is reported, not raised
-        return f"calling the layer on a tensor of shape {tuple(x.shape)} raised {type(err).__name__}: {err}"
-    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
-        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        return f"expected an output of shape {tuple(x.shape)}, got {got}"
-    return y.detach()
-
-
 def rotary_layer_trial(make_layer: Callable[[int], nn.Module], x: torch.Tensor, perm: torch.Tensor,
                        heldout_x: torch.Tensor, steps: int, seed: int = 0) -> dict:
     """Build and train the learner's layer where it lives (when grading: its kernel); plain data back.
@@ -113,16 +101,12 @@ def rotary_layer_trial(make_layer: Callable[[int], nn.Module], x: torch.Tensor, 
         if not isinstance(layer, nn.Module):
             return {"problem": f"expected RotarySelfAttention({x.shape[-1]}) to be an nn.Module, got "
                                f"{type(layer).__name__}"}
-        weights = []
-        for name in ("w_q", "w_k", "w_v", "w_o"):
-            lin = getattr(layer, name, None)
-            if not isinstance(lin, nn.Linear) or lin.bias is not None:
-                return {"problem": f"expected an attribute {name} that is a bias-free nn.Linear, got "
-                                   f"{type(lin).__name__}"}
-            weights.append(lin.weight.detach().clone())
+        weights = projection_weights(layer)
+        if isinstance(weights, str):
+            return {"problem": weights}
         layer.eval()
         with torch.no_grad():
-            y, y_perm = _layer_output(layer, x), _layer_output(layer, x[:, perm])
+            y, y_perm = module_output(layer, x), module_output(layer, x[:, perm])
         for out in (y, y_perm):
             if isinstance(out, str):
                 return {"problem": out}

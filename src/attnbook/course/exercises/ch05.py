@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from attnbook.course import check
+from attnbook.course.exercises._trial import module_output, projection_weights
 from attnbook.attention import scaled_dot_product_attention
 from attnbook.multihead import MultiHeadAttention, split_heads
 
@@ -96,19 +97,6 @@ def _two_back_batch(g: torch.Generator, batch: int = BACK_BATCH) -> tuple[torch.
     return x, x[:, :-2]  # inputs (B, T); targets for positions 2..T-1, (B, T - 2)
 
 
-def _layer_output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | str:
-    try:
-        y = layer(x)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of the learner's layer is reported, not raised
-        return f"calling the layer on a tensor of shape {tuple(x.shape)} raised {type(err).__name__}: {err}"
-    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
-        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        return f"expected an output of shape {tuple(x.shape)}, got {got}"
-    return y.detach()
-
-
 def gqa_layer_trial(make_layer, probes: list, heldout_x: torch.Tensor, steps: int, seed: int = 0) -> dict:
     """Build and train the learner's layer where it lives (when grading: its kernel); plain data back.
 
@@ -124,16 +112,12 @@ def gqa_layer_trial(make_layer, probes: list, heldout_x: torch.Tensor, steps: in
             if not isinstance(layer, nn.Module):
                 return {"problem": f"expected GroupedQueryAttention({d}, {nh}, {nkv}) to be an nn.Module, got "
                                    f"{type(layer).__name__}"}
-            weights = []
-            for name in ("w_q", "w_k", "w_v", "w_o"):
-                lin = getattr(layer, name, None)
-                if not isinstance(lin, nn.Linear) or lin.bias is not None:
-                    return {"problem": f"expected an attribute {name} that is a bias-free nn.Linear, got "
-                                       f"{type(lin).__name__}"}
-                weights.append(lin.weight.detach().clone())
+            weights = projection_weights(layer)
+            if isinstance(weights, str):
+                return {"problem": weights}
             layer.eval()
             with torch.no_grad():
-                y, y_changed = _layer_output(layer, x), _layer_output(layer, changed)
+                y, y_changed = module_output(layer, x), module_output(layer, changed)
             for out in (y, y_changed):
                 if isinstance(out, str):
                     return {"problem": f"GroupedQueryAttention({d}, {nh}, {nkv}): {out}"}

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from attnbook.course import check
+from attnbook.course.exercises._trial import module_output
 from attnbook.attention import scaled_dot_product_attention
 
 __all__ = ["check_layer_norm", "check_block", "check_cached_step", "check_temperature"]
@@ -62,20 +63,6 @@ def _copy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return nn.functional.cross_entropy(logits.flatten(0, 1), y[:, COPY_LENGTH - 1:].flatten())
 
 
-def _block_output(block: nn.Module, x: torch.Tensor) -> torch.Tensor | str:
-    """The block's output on ``x``, or a message saying why there is none."""
-    try:
-        y = block(x)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure of the learner's block is reported, not raised
-        return f"calling the block on a tensor of shape {tuple(x.shape)} raised {type(err).__name__}: {err}"
-    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
-        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        return f"expected an output of shape {tuple(x.shape)}, got {got}"
-    return y.detach()
-
-
 def _block_probes() -> tuple[torch.Tensor, ...]:
     """A probe input, the same with positions 6-11 changed, held-out copy inputs and targets."""
     g = torch.Generator().manual_seed(0)
@@ -102,10 +89,10 @@ def block_trial(make_block: Callable[[int, int], nn.Module], x: torch.Tensor, ch
             return {"problem": f"expected make_block(32, 4) to return an nn.Module, got {type(block).__name__}"}
         block.eval()
         with torch.no_grad():
-            y, y_changed = _block_output(block, x), _block_output(block, changed)
+            y, y_changed = module_output(block, x, "block"), module_output(block, changed, "block")
             for p in block.parameters():
                 p.zero_()
-            zeroed = _block_output(block, x)
+            zeroed = module_output(block, x, "block")
         for out in (y, y_changed, zeroed):
             if isinstance(out, str):
                 return {"problem": out}
