@@ -4,7 +4,8 @@
 #                notebook cell fails the build)
 #   make test    every test: unit + notebook hygiene, the chapter notebooks (each executed
 #                once, under nbval), the book built from those runs, then browser tests
-#                of the built site
+#                of the built site (unit tests and notebooks in one session: make test-code;
+#                either half alone: make test-unit, make test-notebooks)
 #   make sync    copy repository.url and .ref (the pinned release) from _config.yml into
 #                the notebooks' first cells (REPO_URL, REPO_REF)
 #   make student write student versions of the chapters (solutions replaced by stubs) to student/
@@ -51,7 +52,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # MPLBACKEND is NOT exported: a Jupyter kernel only picks the inline backend (figures in
 # the book) when MPLBACKEND is unset. Plain pytest runs get Agg (no windows) below.
 
-.PHONY: help venv assets chapter book test test-unit test-notebooks test-site sync student grade serve clean distclean FORCE
+.PHONY: help venv assets chapter book test test-code test-unit test-notebooks test-site sync student grade serve clean distclean FORCE
 
 help:
 	@sed -n '3,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -86,7 +87,7 @@ STUDENT_VERSIONS = $(PY) -m attnbook.course student notebooks/*.ipynb --zip atte
 # Chapter 8's BertViz views load require.js, d3 and jQuery from the site's _static/ (see
 # attnbook.viz.assets); in Jupyter they are inlined, and on Colab they come from a CDN.
 # Set for the notebook tests too, since their outputs become the book's pages.
-book test-notebooks: export ATTNBOOK_BERTVIZ_ASSETS := static
+book test-notebooks test-code: export ATTNBOOK_BERTVIZ_ASSETS := static
 
 # The jupyter-cache the book build reads (_config.yml: execute_notebooks: cache; this is
 # Jupyter Book's default place for it). `make test-notebooks` fills it with each chapter
@@ -130,8 +131,7 @@ chapter: $(VENV_STAMP)
 # --- tests (in this order: fast to slow) ------------------------------------------------
 
 test: $(VENV_STAMP) $(VENDOR_STAMP)
-	$(MAKE) --no-print-directory test-unit
-	$(MAKE) --no-print-directory test-notebooks
+	$(MAKE) --no-print-directory test-code
 	$(MAKE) --no-print-directory book REUSE_NB_CACHE=1
 	$(MAKE) --no-print-directory test-site
 
@@ -143,14 +143,21 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 PARALLEL = $(if $(filter-out 0 1,$(JOBS)),OMP_NUM_THREADS=1 MKL_NUM_THREADS=1,)
 XDIST = $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist loadfile,)
 
-test-unit: $(VENV_STAMP)
-	MPLBACKEND=Agg $(PARALLEL) $(PY) -m pytest tests -m "not site" $(XDIST) --durations=10
-
 # Each chapter once, with its own result checks (nbval); the executed chapters go into the
 # book's jupyter-cache (see NB_CACHE above).
+NBVAL = -p tools.nbval_cache --nbval-cache $(NB_CACHE) --nbval-lax --nbval-current-env
+
+# `make test` runs the unit tests and the notebooks in ONE session, longest files first
+# (tools/schedule.py), so that no worker waits idle at the end of one half for the other.
+test-code: $(VENV_STAMP)
+	$(PARALLEL) $(PY) -m pytest -p tools.schedule $(NBVAL) $(XDIST) $(if $(XDIST),--no-loadscope-reorder,) \
+	  -m "not site" --durations=15 tests notebooks
+
+test-unit: $(VENV_STAMP)
+	$(PARALLEL) $(PY) -m pytest tests -m "not site" $(XDIST) --durations=10
+
 test-notebooks: $(VENV_STAMP)
-	$(PARALLEL) $(PY) -m pytest -p tools.nbval_cache --nbval-cache $(NB_CACHE) \
-	  --nbval-lax --nbval-current-env $(XDIST) --durations=12 notebooks
+	$(PARALLEL) $(PY) -m pytest $(NBVAL) $(XDIST) --durations=12 notebooks
 
 test-site: $(VENV_STAMP)
 	$(PY) -m pytest tests -m site

@@ -35,6 +35,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 IDS = [p.stem for p in NOTEBOOKS]
 CH05 = ROOT / "notebooks" / "05_multihead_cross_causal.ipynb"
 
+pytestmark = pytest.mark.kernels  # the grading tests start kernels (tools/schedule.py runs this file early)
+
 
 def _read(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
