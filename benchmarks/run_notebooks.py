@@ -2,11 +2,13 @@
 
     python benchmarks/run_notebooks.py                 # all notebooks
     python benchmarks/run_notebooks.py notebooks/01_rnn_bottleneck.ipynb
+    python benchmarks/run_notebooks.py --jobs 2      # as CI runs them: 2 at once, 1 thread each
 
 Each notebook runs in a fresh kernel (nbclient), timed from kernel start to the last
 cell. Its result checks (`attnbook.check`) append what they verified to a file named by
 the environment variable ATTNBOOK_RESULTS; those are the notebook's headline results
-(exercise checks are left out). Results are merged into benchmarks/results.json, one
+(exercise checks are left out). With ``--jobs N``, N notebooks run at once, each kernel on
+one thread (as ``make test`` runs them on N pytest-xdist workers), longest first. Results are merged into benchmarks/results.json, one
 entry per device (so a CPU run and a GPU run sit side by side), and rendered as
 benchmarks/results.md, which the book's status page includes. Exit status 1 if any
 notebook failed. This is a benchmark, not a test: the numbers depend on the machine.
@@ -17,11 +19,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import multiprocessing
 import os
 import platform
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -33,7 +37,9 @@ RESULTS_JSON = ROOT / "benchmarks" / "results.json"
 RESULTS_MD = ROOT / "benchmarks" / "results.md"
 
 
-def run_notebook(path: Path, timeout: int) -> dict:
+def run_notebook(path: Path, timeout: int, one_thread: bool = False) -> dict:
+    if one_thread:  # the kernel inherits the environment
+        os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
         results_file = Path(tmp) / "results.jsonl"
@@ -84,11 +90,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     parser.add_argument("--label", help="name of this machine in the results (default: from the device)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="notebooks run at once, each kernel on one thread (default 1: one at a time, "
+                             "PyTorch's default threads)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
     import torch
 
-    runs = {p.name: run_notebook(p.resolve(), args.timeout) for p in paths}
+    if args.jobs == 1:
+        runs = {p.name: run_notebook(p.resolve(), args.timeout) for p in paths}
+    else:
+        sys.path.insert(0, str(ROOT))
+        from tools.schedule import DEFAULT_NOTEBOOK_SECONDS, recorded_notebook_seconds
+
+        recorded = recorded_notebook_seconds()
+        longest_first = sorted(paths, key=lambda p: -recorded.get(p.name, DEFAULT_NOTEBOOK_SECONDS))
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {p.name: pool.submit(run_notebook, p.resolve(), args.timeout, True) for p in longest_first}
+            runs = {name: futures[name].result() for name in sorted(futures)}
+        for nb in runs.values():
+            nb["device"] += f", {args.jobs} notebooks at once"
     for name, nb in runs.items():
         print(f"{name}: {nb['seconds']} s on {nb['device']}, {'ok' if nb['ok'] else 'FAILED: ' + str(nb['error'])}")
         for check in nb["results"]:
