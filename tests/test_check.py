@@ -105,3 +105,37 @@ def test_record_mode_records_a_failing_threshold_instead_of_raising(monkeypatch,
     monkeypatch.delenv("ATTNBOOK_CHECKS")
     with pytest.raises(check.CheckFailed, match="expected at least 0.9"):
         check.at_least(0.5, 0.9, "accuracy")
+
+
+def test_call_turns_a_stub_and_a_crash_into_failed_checks():
+    def stub(x):
+        raise NotImplementedError()
+
+    def crash(x):
+        return 1 / x
+
+    assert check.call(lambda x: x + 1, (1,), "Exercise 0.1") == 2
+    with pytest.raises(check.CheckFailed, match=r"^Exercise 0.1: not implemented yet"):
+        check.call(stub, (1,), "Exercise 0.1")
+    with pytest.raises(check.CheckFailed, match=r"^Exercise 0.1, case 3: calling it with \(0,\) raised ZeroDivisionError"):
+        check.call(crash, (0,), "Exercise 0.1", 3)
+
+
+def test_the_trial_helpers_report_what_came_back():
+    from attnbook.course.exercises import _trial
+
+    with pytest.raises(check.CheckFailed, match="returned list, expected a dict"):
+        _trial.trial_result([], "Exercise 0.2")
+    with pytest.raises(check.CheckFailed, match="Exercise 0.2: no mask"):
+        _trial.trial_result({"problem": "no mask"}, "Exercise 0.2")
+    with pytest.raises(check.CheckFailed, match=r"no y of shape \(2, 3\) \(got \(3, 2\)\)"):
+        _trial.result_tensor({"y": torch.zeros(3, 2)}, "y", (2, 3), "Exercise 0.2")
+    assert _trial.result_tensor({"y": torch.zeros(2, 3, dtype=torch.float64)}, "y", (2, 3), "x").dtype == torch.float32
+    assert _trial.probe_layer(lambda: 3, "Layer(4)", []) == "expected Layer(4) to be an nn.Module, got int"
+    model = _trial.OneLayerModel(lambda: torch.nn.Identity(), vocab=5, d_model=8, positions=6)
+    g = torch.Generator().manual_seed(0)
+    x, y = _trial.lag_batch(g, 5, 6, 2, 4)
+    assert x.shape == (4, 6) and torch.equal(y, x[:, :-2])
+    first = _trial.lag_loss(model(x), y, 2).item()
+    last = _trial.train_steps(model, lambda: (x, y), lambda m, a, b: _trial.lag_loss(m(a), b, 2), 30, lr=1e-2)
+    assert last < first and not model.training

@@ -172,6 +172,18 @@ def true(condition: bool, name: str, detail: str = "") -> None:
     _record(name, "true", True, None)
 
 
+def call(func: Callable[..., Any], args: tuple[Any, ...], name: str, case: int | None = None) -> Any:
+    """``func(*args)`` for a check: a stub's ``NotImplementedError`` says the exercise is not
+    done yet, any other exception fails the check with what was called and what it raised."""
+    try:
+        return func(*args)
+    except NotImplementedError:
+        raise CheckFailed(f"{name}: not implemented yet (replace the `raise NotImplementedError`)") from None
+    except Exception as err:
+        where = name if case is None else f"{name}, case {case}"
+        raise CheckFailed(f"{where}: calling it with {_short(args)} raised {type(err).__name__}: {err}") from err
+
+
 def cases(func: Callable[..., Any], examples: Sequence[tuple[tuple[Any, ...], Any]], name: str,
           *, atol: float = 1e-6, rtol: float = 1e-5) -> None:
     """Call ``func(*args)`` for each ``(args, expected)`` pair and compare.
@@ -185,13 +197,7 @@ def cases(func: Callable[..., Any], examples: Sequence[tuple[tuple[Any, ...], An
     if not callable(func):
         raise TypeError(f"{name}: expected a function, got {type(func).__name__}")
     for i, (args, expected) in enumerate(examples, start=1):
-        try:
-            got = func(*args)
-        except NotImplementedError:
-            raise CheckFailed(f"{name}: not implemented yet (replace the `raise NotImplementedError`)") from None
-        except Exception as err:
-            raise CheckFailed(f"{name}, case {i}: calling it with {_short(args)} raised "
-                              f"{type(err).__name__}: {err}") from err
+        got = call(func, args, name, i)
         if isinstance(expected, (str, int, tuple, list)) and not isinstance(expected, bool):
             error = None if got == expected else f"expected {_short(expected)}, got {_short(got)}"
         else:

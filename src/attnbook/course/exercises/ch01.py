@@ -94,13 +94,7 @@ def check_gru_layer(gru_layer: Callable[..., tuple[torch.Tensor, torch.Tensor]])
     """
     run = guarded(gru_layer, GRU_FORBIDDEN)
     for i, (args, (states, final, through_padding)) in enumerate(_layer_cases(), start=1):
-        try:
-            got = run(*args)
-        except NotImplementedError:
-            raise check.CheckFailed(f"{_LAYER}: not implemented yet (replace the `raise NotImplementedError`)") \
-                from None
-        except Exception as err:
-            raise check.CheckFailed(f"{_LAYER}, case {i}: calling it raised {type(err).__name__}: {err}") from err
+        got = check.call(run, args, _LAYER, i)
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise check.CheckFailed(f"{_LAYER}, case {i}: expected a pair (states, final), got {type(got).__name__}")
         got_states, got_final = (torch.as_tensor(t).float() for t in got)

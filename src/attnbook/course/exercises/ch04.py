@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from attnbook.course import check
-from attnbook.course.exercises._trial import module_output, projection_weights
+from attnbook.course.exercises._trial import (OneLayerModel, lag_batch, lag_loss, probe_layer, result_tensor,
+                                              run_trial, train_steps, trial_result)
 from attnbook.attention import SelfAttention, scaled_dot_product_attention
 from attnbook.positional import apply_rotary, sinusoidal_encoding
 
@@ -59,34 +60,6 @@ PREV_LENGTH, PREV_VOCAB, PREV_WIDTH, PREV_BATCH = 8, 10, 32, 64
 PREV_STEPS, PREV_THRESHOLD = 80, 0.98
 
 
-class _PreviousTokenModel(nn.Module):
-    """Embedding (no positions) -> pre-LN residual step with the learner's layer -> feed-forward -> digits."""
-
-    def __init__(self, make_layer: Callable[[int], nn.Module]):
-        super().__init__()
-        self.embed = nn.Embedding(PREV_VOCAB, PREV_WIDTH)
-        self.norm1, self.norm2 = nn.LayerNorm(PREV_WIDTH), nn.LayerNorm(PREV_WIDTH)
-        self.attention = make_layer(PREV_WIDTH)
-        self.feed_forward = nn.Sequential(nn.Linear(PREV_WIDTH, 2 * PREV_WIDTH), nn.ReLU(),
-                                          nn.Linear(2 * PREV_WIDTH, PREV_WIDTH))
-        self.read_out = nn.Linear(PREV_WIDTH, PREV_VOCAB)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        h = self.embed(ids)  # (B, T, width): the only position information is the layer's rotation
-        h = h + self.attention(self.norm1(h))
-        h = h + self.feed_forward(self.norm2(h))
-        return self.read_out(h)  # (B, T, vocab)
-
-
-def _previous_batch(g: torch.Generator, batch: int = PREV_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.randint(0, PREV_VOCAB, (batch, PREV_LENGTH), generator=g)
-    return x, x[:, :-1]  # inputs (B, T); targets for positions 1..T-1, (B, T - 1)
-
-
-def _previous_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits[:, 1:].flatten(0, 1), y.flatten())
-
-
 def rotary_layer_trial(make_layer: Callable[[int], nn.Module], x: torch.Tensor, perm: torch.Tensor,
                        heldout_x: torch.Tensor, steps: int, seed: int = 0) -> dict:
     """Build and train the learner's layer where it lives (when grading: its kernel); plain data back.
@@ -97,31 +70,15 @@ def rotary_layer_trial(make_layer: Callable[[int], nn.Module], x: torch.Tensor, 
     """
     with torch.random.fork_rng():  # the caller's random state is left as it was
         torch.manual_seed(seed)
-        layer = make_layer(x.shape[-1])
-        if not isinstance(layer, nn.Module):
-            return {"problem": f"expected RotarySelfAttention({x.shape[-1]}) to be an nn.Module, got "
-                               f"{type(layer).__name__}"}
-        weights = projection_weights(layer)
-        if isinstance(weights, str):
-            return {"problem": weights}
-        layer.eval()
-        with torch.no_grad():
-            y, y_perm = module_output(layer, x), module_output(layer, x[:, perm])
-        for out in (y, y_perm):
-            if isinstance(out, str):
-                return {"problem": out}
+        probed = probe_layer(lambda: make_layer(x.shape[-1]), f"RotarySelfAttention({x.shape[-1]})", [x, x[:, perm]])
+        if isinstance(probed, str):
+            return {"problem": probed}
+        weights, (y, y_perm) = probed
         torch.manual_seed(seed)
-        model = _PreviousTokenModel(make_layer)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        model = OneLayerModel(lambda: make_layer(PREV_WIDTH), PREV_VOCAB, PREV_WIDTH)  # no positions
         g = torch.Generator().manual_seed(seed + 1)
-        model.train()
-        for _ in range(steps):
-            ids, y_batch = _previous_batch(g)
-            loss = _previous_loss(model(ids), y_batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
+        train_steps(model, lambda: lag_batch(g, PREV_VOCAB, PREV_LENGTH, 1, PREV_BATCH),
+                    lambda m, ids, y_batch: lag_loss(m(ids), y_batch, 1), steps)
         with torch.no_grad():
             logits = model(heldout_x)
         return {"weights": weights, "y": y, "y_perm": y_perm, "heldout_logits": logits.detach()}
@@ -150,31 +107,15 @@ def check_rotary_layer(make_layer: Callable[[int], nn.Module], *, steps: int = P
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 6, PREV_WIDTH, generator=g)
     perm = torch.tensor([5, 2, 0, 4, 1, 3])
-    heldout_x, heldout_y = _previous_batch(torch.Generator().manual_seed(123), 512)
-    in_kernel = getattr(make_layer, "in_kernel", None)  # a graded submission's class (attnbook.course.worker)
-    trial = in_kernel(f"{__name__}:rotary_layer_trial") if in_kernel is not None else (
-        lambda *args: rotary_layer_trial(make_layer, *args))
-    try:
-        result = trial(x, perm, heldout_x, steps, seed)
-    except NotImplementedError:
-        raise check.CheckFailed(f"{_LAYER}: not implemented yet (replace the `raise NotImplementedError`)") from None
+    heldout_x, heldout_y = lag_batch(torch.Generator().manual_seed(123), PREV_VOCAB, PREV_LENGTH, 1, 512)
+    result = run_trial(make_layer, rotary_layer_trial, _LAYER, x, perm, heldout_x, steps, seed)
     return _judge_rotary_layer(result, x, perm, heldout_x, heldout_y, steps)
-
-
-def _tensor(result: dict, key: str, shape: tuple[int, ...]) -> torch.Tensor:
-    value = result.get(key)
-    if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
-        raise check.CheckFailed(f"{_LAYER}: the trial returned no {key} of shape {shape}")
-    return value.float()
 
 
 def _judge_rotary_layer(result: dict, x: torch.Tensor, perm: torch.Tensor, heldout_x: torch.Tensor,
                         heldout_y: torch.Tensor, steps: int) -> float:
-    if not isinstance(result, dict):
-        raise check.CheckFailed(f"{_LAYER}: the trial returned {type(result).__name__}, expected a dict")
-    if "problem" in result:
-        raise check.CheckFailed(f"{_LAYER}: {result['problem']}")
-    y, y_perm = _tensor(result, "y", tuple(x.shape)), _tensor(result, "y_perm", tuple(x.shape))
+    result = trial_result(result, _LAYER)
+    y, y_perm = (result_tensor(result, key, tuple(x.shape), _LAYER) for key in ("y", "y_perm"))
     d = x.shape[-1]
     if (y_perm - y[:, perm]).abs().max().item() <= 1e-5:
         raise check.CheckFailed(f"{_LAYER}: permuting the input only permuted the output, so the layer sees no "
@@ -194,7 +135,7 @@ def _judge_rotary_layer(result: dict, x: torch.Tensor, perm: torch.Tensor, heldo
                                 f"self-attention (softmax(R q (R k)^T / sqrt(d)) v, then w_o) by up to {gap:.3g}: "
                                 "rotate the projected queries and keys (not the values or the input), and scale "
                                 "by sqrt(d_model)")
-    logits = _tensor(result, "heldout_logits", (*heldout_x.shape, PREV_VOCAB))
+    logits = result_tensor(result, "heldout_logits", (*heldout_x.shape, PREV_VOCAB), _LAYER)
     accuracy = (logits[:, 1:].argmax(-1) == heldout_y).float().mean().item()
     check.at_least(accuracy, PREV_THRESHOLD,
                    f"{_LAYER}: held-out previous-token accuracy after {steps} steps")

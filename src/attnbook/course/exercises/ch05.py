@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from attnbook.course import check
-from attnbook.course.exercises._trial import module_output, projection_weights
+from attnbook.course.exercises._trial import (OneLayerModel, lag_batch, lag_loss, probe_layer, result_tensor,
+                                              run_trial, train_steps, trial_result)
 from attnbook.attention import scaled_dot_product_attention
 from attnbook.multihead import MultiHeadAttention, split_heads
 
@@ -72,31 +73,6 @@ BACK_LENGTH, BACK_VOCAB, BACK_BATCH = 8, 10, 64
 GQA_STEPS, GQA_RECORDED, GQA_THRESHOLD = 100, (1.0, 1.0, 1.0), 0.98
 
 
-class _TwoBackModel(nn.Module):
-    """Embedding + learned positions -> pre-LN residual step with the learner's layer -> feed-forward."""
-
-    def __init__(self, make_layer, d_model: int, num_heads: int, num_kv_heads: int):
-        super().__init__()
-        self.embed = nn.Embedding(BACK_VOCAB, d_model)
-        self.position = nn.Parameter(0.3 * torch.randn(BACK_LENGTH, d_model))
-        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attention = make_layer(d_model, num_heads, num_kv_heads)
-        self.feed_forward = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.ReLU(),
-                                          nn.Linear(2 * d_model, d_model))
-        self.read_out = nn.Linear(d_model, BACK_VOCAB)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        h = self.embed(ids) + self.position  # (B, T, d)
-        h = h + self.attention(self.norm1(h))
-        h = h + self.feed_forward(self.norm2(h))
-        return self.read_out(h)  # (B, T, vocab)
-
-
-def _two_back_batch(g: torch.Generator, batch: int = BACK_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.randint(0, BACK_VOCAB, (batch, BACK_LENGTH), generator=g)
-    return x, x[:, :-2]  # inputs (B, T); targets for positions 2..T-1, (B, T - 2)
-
-
 def gqa_layer_trial(make_layer, probes: list, heldout_x: torch.Tensor, steps: int, seed: int = 0) -> dict:
     """Build and train the learner's layer where it lives (when grading: its kernel); plain data back.
 
@@ -108,32 +84,18 @@ def gqa_layer_trial(make_layer, probes: list, heldout_x: torch.Tensor, steps: in
         layers = []
         for (d, nh, nkv), (x, changed) in zip(GQA_CONFIGS, probes):
             torch.manual_seed(seed)
-            layer = make_layer(d, nh, nkv)
-            if not isinstance(layer, nn.Module):
-                return {"problem": f"expected GroupedQueryAttention({d}, {nh}, {nkv}) to be an nn.Module, got "
-                                   f"{type(layer).__name__}"}
-            weights = projection_weights(layer)
-            if isinstance(weights, str):
-                return {"problem": weights}
-            layer.eval()
-            with torch.no_grad():
-                y, y_changed = module_output(layer, x), module_output(layer, changed)
-            for out in (y, y_changed):
-                if isinstance(out, str):
-                    return {"problem": f"GroupedQueryAttention({d}, {nh}, {nkv}): {out}"}
+            probed = probe_layer(lambda: make_layer(d, nh, nkv), f"GroupedQueryAttention({d}, {nh}, {nkv})",
+                                 [x, changed])
+            if isinstance(probed, str):
+                return {"problem": probed}
+            weights, (y, y_changed) = probed
             layers.append({"weights": weights, "y": y, "y_changed": y_changed})
         torch.manual_seed(seed)
-        model = _TwoBackModel(make_layer, *GQA_CONFIGS[-1])
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        d, nh, nkv = GQA_CONFIGS[-1]
+        model = OneLayerModel(lambda: make_layer(d, nh, nkv), BACK_VOCAB, d, positions=BACK_LENGTH)
         g = torch.Generator().manual_seed(seed + 1)
-        model.train()
-        for _ in range(steps):
-            ids, target = _two_back_batch(g)
-            loss = nn.functional.cross_entropy(model(ids)[:, 2:].flatten(0, 1), target.flatten())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
+        train_steps(model, lambda: lag_batch(g, BACK_VOCAB, BACK_LENGTH, 2, BACK_BATCH),
+                    lambda m, ids, target: lag_loss(m(ids), target, 2), steps)
         with torch.no_grad():
             logits = model(heldout_x)
         return {"layers": layers, "heldout_logits": logits.detach()}
@@ -166,26 +128,14 @@ def check_gqa_layer(make_layer, *, steps: int = GQA_STEPS, seed: int = 0) -> flo
         changed = x.clone()
         changed[:, 4:] = torch.randn(2, 3, d, generator=g)
         probes.append((x, changed))
-    heldout_x, heldout_y = _two_back_batch(torch.Generator().manual_seed(123), 512)
-    in_kernel = getattr(make_layer, "in_kernel", None)  # a graded submission's class (attnbook.course.worker)
-    trial = in_kernel(f"{__name__}:gqa_layer_trial") if in_kernel is not None else (
-        lambda *args: gqa_layer_trial(make_layer, *args))
-    try:
-        result = trial(probes, heldout_x, steps, seed)
-    except NotImplementedError:
-        raise check.CheckFailed(f"{_LAYER}: not implemented yet (replace the `raise NotImplementedError`)") from None
-    if not isinstance(result, dict):
-        raise check.CheckFailed(f"{_LAYER}: the trial returned {type(result).__name__}, expected a dict")
-    if "problem" in result:
-        raise check.CheckFailed(f"{_LAYER}: {result['problem']}")
+    heldout_x, heldout_y = lag_batch(torch.Generator().manual_seed(123), BACK_VOCAB, BACK_LENGTH, 2, 512)
+    result = trial_result(run_trial(make_layer, gqa_layer_trial, _LAYER, probes, heldout_x, steps, seed), _LAYER)
     layers = result.get("layers")
     if not isinstance(layers, list) or len(layers) != len(GQA_CONFIGS):
         raise check.CheckFailed(f"{_LAYER}: the trial returned no result per layer")
     for (d, nh, nkv), (x, _), got in zip(GQA_CONFIGS, probes, layers):
         _judge_layer(d, nh, nkv, x, got)
-    logits = result.get("heldout_logits")
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (*heldout_x.shape, BACK_VOCAB):
-        raise check.CheckFailed(f"{_LAYER}: the trial returned no held-out logits")
+    logits = result_tensor(result, "heldout_logits", (*heldout_x.shape, BACK_VOCAB), _LAYER)
     accuracy = (logits[:, 2:].argmax(-1) == heldout_y).float().mean().item()
     check.at_least(accuracy, GQA_THRESHOLD, f"{_LAYER}: held-out two-back accuracy after {steps} steps")
     return accuracy

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from attnbook.course import check
-from attnbook.course.exercises._trial import module_output
+from attnbook.course.exercises._trial import module_output, result_tensor, run_trial, train_steps, trial_result
 from attnbook.attention import scaled_dot_product_attention
 
 __all__ = ["check_layer_norm", "check_block", "check_cached_step", "check_temperature"]
@@ -98,20 +98,12 @@ def block_trial(make_block: Callable[[int, int], nn.Module], x: torch.Tensor, ch
                 return {"problem": out}
         torch.manual_seed(0)
         model = _CopyModel(make_block)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         g = torch.Generator().manual_seed(1)
-        model.train()
-        loss = torch.zeros(())
-        for _ in range(steps):
-            loss = _copy_loss(model, *_copy_batch(g))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
+        train = train_steps(model, lambda: _copy_batch(g), _copy_loss, steps)
         with torch.no_grad():
             logits = model(heldout_x)
         return {"y": y, "y_changed": y_changed, "zeroed": zeroed, "heldout_logits": logits.detach(),
-                "train": float(loss.item())}
+                "train": train}
 
 
 def check_block(make_block: Callable[[int, int], nn.Module], *, steps: int = 100) -> dict[str, float]:
@@ -135,30 +127,14 @@ def check_block(make_block: Callable[[int, int], nn.Module], *, steps: int = 100
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"expected steps to be a positive int, got {steps!r}")
     x, changed, heldout_x, heldout_y = _block_probes()
-    in_kernel = getattr(make_block, "in_kernel", None)  # a graded submission's block (attnbook.course.worker)
-    trial = in_kernel(f"{__name__}:block_trial") if in_kernel is not None else (
-        lambda *args: block_trial(make_block, *args))
-    try:
-        result = trial(x, changed, heldout_x, steps)
-    except NotImplementedError:
-        raise check.CheckFailed(f"{_BLOCK}: not implemented yet (replace the `raise NotImplementedError`)") from None
+    result = run_trial(make_block, block_trial, _BLOCK, x, changed, heldout_x, steps)
     return _judge_block(result, x, heldout_x, heldout_y, steps)
-
-
-def _tensor(result: dict, key: str, shape: tuple[int, ...]) -> torch.Tensor:
-    value = result.get(key)
-    if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
-        raise check.CheckFailed(f"{_BLOCK}: the trial returned no {key} of shape {shape}")
-    return value.float()
 
 
 def _judge_block(result: dict, x: torch.Tensor, heldout_x: torch.Tensor, heldout_y: torch.Tensor,
                  steps: int) -> dict[str, float]:
-    if not isinstance(result, dict):
-        raise check.CheckFailed(f"{_BLOCK}: the trial returned {type(result).__name__}, expected a dict")
-    if "problem" in result:
-        raise check.CheckFailed(f"{_BLOCK}: {result['problem']}")
-    y, y_changed, zeroed = (_tensor(result, key, tuple(x.shape)) for key in ("y", "y_changed", "zeroed"))
+    result = trial_result(result, _BLOCK)
+    y, y_changed, zeroed = (result_tensor(result, key, tuple(x.shape), _BLOCK) for key in ("y", "y_changed", "zeroed"))
     leak = (y[:, :6] - y_changed[:, :6]).abs().max().item()
     if not leak <= 1e-5:
         raise check.CheckFailed(f"{_BLOCK}: changing positions 6-11 changed the outputs at positions 0-5 (by up to "
@@ -169,7 +145,7 @@ def _judge_block(result: dict, x: torch.Tensor, heldout_x: torch.Tensor, heldout
         raise check.CheckFailed(f"{_BLOCK}: with every weight at zero the block should return its input (x + 0 + 0, "
                                 f"the residual path), but it differs by up to {gap:.3g}: is a residual connection "
                                 "missing, or is a LayerNorm applied after the addition (post-LN)?")
-    logits = _tensor(result, "heldout_logits", (*heldout_x.shape, COPY_VOCAB))
+    logits = result_tensor(result, "heldout_logits", (*heldout_x.shape, COPY_VOCAB), _BLOCK)
     heldout = nn.functional.cross_entropy(logits[:, COPY_LENGTH - 1:].flatten(0, 1),  # the repeated half
                                           heldout_y[:, COPY_LENGTH - 1:].flatten()).item()
     check.at_most(heldout, COPY_THRESHOLD, f"{_BLOCK}: held-out loss on the repeated digits after {steps} steps")

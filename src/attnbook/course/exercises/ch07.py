@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from attnbook.course import check
+from attnbook.course.exercises._trial import result_tensor, run_trial, train_steps, trial_result
 from attnbook.vit import attention_rollout, patchify
 
 __all__ = ["check_patchify", "check_rollout", "check_similarity", "check_vit"]
@@ -121,17 +122,9 @@ def vit_trial(make_vit: Callable[..., nn.Module], probe: torch.Tensor, shuffled:
                 model.eval()
                 with torch.no_grad():
                     out, out_shuffled = model(probe), model(shuffled)
-                model.train()
-                opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
                 g = torch.Generator().manual_seed(3)
-                loss = torch.zeros(())
-                for _ in range(steps):
-                    x, y = _where_batch(g, 32)
-                    loss = nn.functional.cross_entropy(model(x), y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                model.eval()
+                train = train_steps(model, lambda: _where_batch(g, 32),
+                                    lambda m, x, y: nn.functional.cross_entropy(m(x), y), steps)
                 with torch.no_grad():
                     logits = model(heldout_x)
             except NotImplementedError:
@@ -142,7 +135,7 @@ def vit_trial(make_vit: Callable[..., nn.Module], probe: torch.Tensor, shuffled:
     finally:
         attnbook.vit.ViT.__init__ = original
     return {"probe": out.detach(), "shuffled": out_shuffled.detach(), "heldout_logits": logits.detach(),
-            "train": float(loss.item())}
+            "train": train}
 
 
 def check_vit(make_vit: Callable[..., nn.Module], *, steps: int = 150) -> dict[str, float]:
@@ -163,29 +156,14 @@ def check_vit(make_vit: Callable[..., nn.Module], *, steps: int = 150) -> dict[s
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"expected steps to be a positive int, got {steps!r}")
     probe, shuffled, heldout_x = _vit_probes()
-    in_kernel = getattr(make_vit, "in_kernel", None)  # a graded submission's class (attnbook.course.worker)
-    trial = in_kernel(f"{__name__}:vit_trial") if in_kernel is not None else (
-        lambda *args: vit_trial(make_vit, *args))
-    try:
-        result = trial(probe, shuffled, heldout_x, steps)
-    except NotImplementedError:
-        raise check.CheckFailed(f"{_VIT}: not implemented yet (replace the `raise NotImplementedError`)") \
-            from None
+    result = run_trial(make_vit, vit_trial, _VIT, probe, shuffled, heldout_x, steps)
     return _judge_vit(result, probe, heldout_x, steps)
 
 
 def _judge_vit(result: dict, probe: torch.Tensor, heldout_x: torch.Tensor, steps: int) -> dict[str, float]:
-    if not isinstance(result, dict):
-        raise check.CheckFailed(f"{_VIT}: the trial returned {type(result).__name__}, expected a dict")
-    if "problem" in result:
-        raise check.CheckFailed(f"{_VIT}: {result['problem']}")
-    outputs = {}
-    for key, rows in (("probe", len(probe)), ("shuffled", len(probe)), ("heldout_logits", len(heldout_x))):
-        value = result.get(key)
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != (rows, CLASSES):
-            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise check.CheckFailed(f"{_VIT}: expected logits of shape ({rows}, {CLASSES}), got {got}")
-        outputs[key] = value.float()
+    result = trial_result(result, _VIT)
+    outputs = {key: result_tensor(result, key, (rows, CLASSES), _VIT)
+               for key, rows in (("probe", len(probe)), ("shuffled", len(probe)), ("heldout_logits", len(heldout_x)))}
     moved = (outputs["probe"] - outputs["shuffled"]).abs().max().item()
     if not moved > 1e-4:
         raise check.CheckFailed(f"{_VIT}: moving the patches to other places leaves the output unchanged (by "

@@ -21,6 +21,7 @@ from torch.utils._pytree import tree_flatten
 
 from attnbook.cost import TensorMemoryTracker
 from attnbook.course import check
+from attnbook.course.exercises._trial import run_trial, trial_result
 from attnbook.linear_attention import linear_attention, linear_attention_quadratic
 from attnbook.sparse import sliding_window_mask
 
@@ -102,16 +103,7 @@ def _spying(calls: list[str]):
 
 
 def _trial(fn: Callable[..., Any], name: str, calls: list[list[Any]]) -> list[dict[str, Any]]:
-    in_kernel = getattr(fn, "in_kernel", None)  # a graded submission's function (attnbook.course.worker)
-    trial = in_kernel(f"{__name__}:op_trial") if in_kernel is not None else (lambda c: op_trial(fn, c))
-    try:
-        result = trial(calls)
-    except NotImplementedError:
-        raise check.CheckFailed(f"{name}: not implemented yet (replace the `raise NotImplementedError`)") from None
-    if not isinstance(result, dict):
-        raise check.CheckFailed(f"{name}: the trial returned {type(result).__name__}, expected a dict")
-    if "problem" in result:
-        raise check.CheckFailed(f"{name}: {result['problem']}")
+    result = trial_result(run_trial(fn, op_trial, name, calls), name)
     report = result.get("calls")
     if not isinstance(report, list) or len(report) != len(calls):
         raise check.CheckFailed(f"{name}: the trial returned no report for each call")
