@@ -3,7 +3,7 @@
     python benchmarks/ch11_stability.py            # writes benchmarks/ch11_stability.json and .md
 
 For every learning rate and variant: the chapter's GPT (d_model 64, 4 heads, 2 layers,
-context 64, pydoc_data.topics text), ``STEPS`` Adam steps of ``BATCH`` windows, the same
+context 64, pydoc_data.topics text) with chapter 6's learned positions, ``STEPS`` Adam steps of ``BATCH`` windows, the same
 warm-up, cosine schedule and gradient clip as the chapter; recorded: the final training
 loss (mean of the last tenth), the held-out loss, the largest attention logit seen during
 training (measured every 25 steps on a fixed batch, before any cap), and whether the run
