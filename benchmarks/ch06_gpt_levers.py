@@ -163,7 +163,8 @@ for _ in range(3): eager(); comp()
 te = tc = 0.0
 for _ in range({steps}): te += eager(); tc += comp()
 print(json.dumps(dict(compile_s=round(compile_s, 1), compile_cpu_s=round(compile_cpu_s, 1),
-                      first_two_steps_s=[round(x, 2) for x in first], eager_steps_per_s=round({steps} / te, 2), compiled_steps_per_s=round({steps} / tc, 2),
+                      first_two_steps_s=[round(x, 2) for x in first],
+                      eager_steps_per_s=round({steps} / te, 2), compiled_steps_per_s=round({steps} / tc, 2),
                       relative=round(te / tc, 3))))
 """
 
@@ -206,8 +207,8 @@ def markdown(result: dict) -> str:
                      f"{by_step} |")
     if result.get("compile"):
         lines += ["", "## torch.compile (inductor, fresh cache, CPU)", "",
-                  "| lever | threads | compile + first 2 steps, wall (s) | same, CPU (s) | eager steps/s | compiled steps/s | "
-                  "compiled / eager |", "|---|---|---|---|---|---|---|"]
+                  "| lever | threads | compile + first 2 steps, wall (s) | same, CPU (s) | eager steps/s | "
+                  "compiled steps/s | compiled / eager |", "|---|---|---|---|---|---|---|"]
         for row in result["compile"]:
             if "error" in row:
                 lines.append(f"| {row.get('lever', '')} | {row.get('threads', '')} | failed: {row['error']} "
