@@ -274,7 +274,8 @@ def main() -> int:
         for name, row in speed.items():
             row["load"] = load
             print(f"{name}: {row}", flush=True)
-        save(lambda result: result.setdefault("speed", {}).update(speed))
+        key = "speed" if args.threads == 1 else f"speed_{args.threads}_threads"  # the budget uses 1 thread's
+        save(lambda result: result.setdefault(key, {}).update(speed))
     if args.compile:
         for name in names:
             row = compile_speed(name, args.threads, steps=40)
