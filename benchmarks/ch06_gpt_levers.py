@@ -55,8 +55,9 @@ LEVERS = {  # name -> changes to the chapter's recipe
     "Muon 0.03, Adam 6e-3, warm-up 30": dict(optimizer="muon", muon_lr=0.03, lr=6e-3, warmup=30),
     "warm-up 30": dict(warmup=30),
     "QK-norm": dict(qk_norm=True),
-    "Muon 0.03, Adam 6e-3, QK-norm": dict(optimizer="muon", muon_lr=0.03, lr=6e-3, qk_norm=True),
-    "Muon 0.03, Adam 6e-3, tied": dict(optimizer="muon", muon_lr=0.03, lr=6e-3, tie=True),
+    "Muon 0.03, Adam 6e-3, warm-up 30, QK-norm": dict(optimizer="muon", muon_lr=0.03, lr=6e-3, warmup=30,
+                                                      qk_norm=True),
+    "Muon 0.03, Adam 6e-3, warm-up 30, tied": dict(optimizer="muon", muon_lr=0.03, lr=6e-3, warmup=30, tie=True),
 }
 BASE_STEPS = 1100
 
@@ -85,8 +86,9 @@ def run(name: str, steps: int, train_data, heldout_data, vocab: int, seed: int) 
         while True:
             yield windows(train_data, r["batch"], r["block"], g)
 
+    every = next(e for e in (100, 60, 50, 40, 20, 10, steps) if steps % e == 0)  # the last step is evaluated
     history = train(model, batches(), steps=steps, loss_fn=lambda m, b: m.loss(*b), lr=r["lr"],
-                    warmup=min(r["warmup"], steps), log_every=50, eval_every=100,
+                    warmup=min(r["warmup"], steps), log_every=10, eval_every=every,
                     eval_fn=heldout_fn(heldout_data, r["block"]), progress=False, seed=seed,
                     optimizer=r["optimizer"], muon_lr=r["muon_lr"], betas=(0.9, r["beta2"]),
                     min_lr_ratio=r["min_lr"])
