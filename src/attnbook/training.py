@@ -26,7 +26,7 @@ __all__ = ["set_seed", "History", "train", "seq2seq_loss", "cycle", "train_seq2s
            "SCHEDULES", "OPTIMIZERS"]
 
 SCHEDULES = ("constant", "cosine", "linear", "one_cycle")
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "muon")
 
 
 def set_seed(seed: int) -> None:
@@ -194,7 +194,7 @@ def train(model: nn.Module, batches: Iterable, *, steps: int,
           eval_fn: Callable[[nn.Module], float] | Mapping[str, Callable[[nn.Module], float]] | None = None,
           warmup: int = 0, progress: bool = True, optimizer: str = "adam", weight_decay: float = 0.0,
           schedule: str = "cosine", min_lr_ratio: float = 0.1, pct_start: float = 0.3,
-          betas: tuple[float, float] = (0.9, 0.999)) -> History:
+          betas: tuple[float, float] = (0.9, 0.999), muon_lr: float = 0.02) -> History:
     """Train ``model`` for ``steps`` optimizer steps and return the :class:`History`.
 
     Args:
@@ -215,7 +215,9 @@ def train(model: nn.Module, batches: Iterable, *, steps: int,
         warmup: steps of linear warm-up to ``lr`` before the schedule.
         progress: show a tqdm bar (silenced when ``TQDM_DISABLE=1``).
         optimizer: ``"adam"`` or ``"adamw"``, with ``weight_decay`` and Adam's ``betas``
-            (PyTorch's default ``(0.9, 0.999)``; nanoGPT uses ``(0.9, 0.95)``).
+            (PyTorch's default ``(0.9, 0.999)``; nanoGPT uses ``(0.9, 0.95)``), or ``"muon"``:
+            :class:`~attnbook.optim.Muon` at peak ``muon_lr`` for the hidden matrices and AdamW
+            at ``lr`` for the rest (:func:`~attnbook.optim.muon_param_groups`), one schedule.
         schedule: ``"cosine"`` (default: down to ``min_lr_ratio * lr``), ``"linear"``
             (likewise), ``"constant"`` or ``"one_cycle"`` (PyTorch's, warming up over
             ``pct_start`` of the steps); see :func:`make_scheduler`.
@@ -242,6 +244,7 @@ def train(model: nn.Module, batches: Iterable, *, steps: int,
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"expected optimizer to be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     weight_decay = _number(weight_decay, "weight_decay", low=0.0)
+    muon_lr = _number(muon_lr, "muon_lr", low=0.0, low_open=True)
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         raise TypeError(f"expected betas to be a pair of numbers, got {betas!r}")
     betas = tuple(_number(b, "each of betas", low=0.0, high=1.0) for b in betas)
@@ -252,10 +255,17 @@ def train(model: nn.Module, batches: Iterable, *, steps: int,
         set_seed(seed)
     device = torch.device(device) if device is not None else params[0].device
     model.to(device)
-    opt = (torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam)(params, lr=lr, betas=betas,
-                                                                            weight_decay=weight_decay)
-    sched = make_scheduler(opt, schedule, steps, warmup=warmup, min_lr_ratio=min_lr_ratio,
-                           pct_start=pct_start)
+    if optimizer == "muon":
+        from attnbook.optim import Muon, muon_param_groups
+
+        hidden, rest = muon_param_groups(model)
+        opts = [Muon(hidden, lr=muon_lr, weight_decay=weight_decay)]
+        opts += [torch.optim.AdamW(rest, lr=lr, betas=betas, weight_decay=weight_decay)]
+    else:
+        opts = [(torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam)(params, lr=lr, betas=betas,
+                                                                                  weight_decay=weight_decay)]
+    scheds = [make_scheduler(opt, schedule, steps, warmup=warmup, min_lr_ratio=min_lr_ratio,
+                             pct_start=pct_start) for opt in opts]
     history = History(evals={name: [] for name in evals})
     bar = None
     if progress:
@@ -275,13 +285,15 @@ def train(model: nn.Module, batches: Iterable, *, steps: int,
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(f"expected loss_fn to return a scalar tensor, got {got}")
-        history.lr.append(opt.param_groups[0]["lr"])
-        opt.zero_grad(set_to_none=True)
+        history.lr.append(opts[-1].param_groups[0]["lr"])  # Adam's (Muon's follows the same schedule)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip is not None:
             nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
-        sched.step()
+        for opt, sched in zip(opts, scheds):
+            opt.step()
+            sched.step()
         window.append(loss.detach())
         if (step + 1) % log_every == 0 or step == steps - 1:
             values = torch.stack(window).tolist()  # the one read from the device in this window
