@@ -31,6 +31,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ch06_gpt_recipe import load_text as text_data  # noqa: E402  the chapters' one text split
 
 from attnbook.gpt import GPT, GPTConfig  # noqa: E402
 from attnbook.streaming import attention_maps, recompute_nll, sink_share, streaming_nll  # noqa: E402
@@ -47,18 +50,6 @@ CONFIGS = {  # name: (options of the run)
     "BOS + output gate": {"bos": True, "gate": True},
     "BOS + output gate, 1500 steps, lr 6e-3": {"bos": True, "gate": True, "steps": 1500, "lr": 6e-3},
 }
-
-
-def text_data():
-    import pydoc_data.topics
-
-    topics = pydoc_data.topics.topics
-    text = "\n\n".join(topics[key] for key in sorted(topics))
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    data = torch.tensor([stoi[c] for c in text])
-    split = int(0.9 * len(data))
-    return data[:split], data[split:], len(chars)
 
 
 def windows(source, n, generator, bos=None, block=BLOCK):

@@ -27,6 +27,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ch06_gpt_recipe import load_text as text_data  # noqa: E402  the chapters' one text split
 
 from attnbook.gpt import GPT, GPTConfig  # noqa: E402
 from attnbook.stability import diverged, max_attention_logit  # noqa: E402
@@ -35,18 +38,6 @@ from attnbook.training import set_seed, train  # noqa: E402
 LRS = [3e-3, 1e-2, 3e-2, 1e-1]
 VARIANTS = {"plain": {}, "QK-norm": {"qk_norm": True}, "soft-cap 5": {"softcap": 5.0}}
 BLOCK, BATCH, STEPS, WARMUP = 64, 16, 300, 30
-
-
-def text_data():
-    import pydoc_data.topics
-
-    topics = pydoc_data.topics.topics
-    text = "\n\n".join(topics[key] for key in sorted(topics))
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    data = torch.tensor([stoi[c] for c in text])
-    split = int(0.9 * len(data))
-    return data[:split], data[split:], len(chars)
 
 
 def windows(source, n, generator, block=BLOCK):
