@@ -70,12 +70,26 @@ def _fmt(check: dict) -> str:
     return f"{check['name']}: passed"
 
 
+def cpu_name() -> str:
+    """The processor's model name and its widest vector unit (timings differ between CPUs)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.machine())
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+    return f"{name}, {os.cpu_count()} cores" + (f", {vector}" if vector else "")
+
+
 def render(all_runs: dict) -> str:
     lines = ["# Benchmark results", "",
              "Written by `python benchmarks/run_notebooks.py`: each chapter executed from a fresh kernel, "
              "its wall time, and the results its own checks verified.", ""]
     for label, run in sorted(all_runs.items()):
-        lines += [f"## {label}", "", f"{run['date']}, Python {run['python']}, PyTorch {run['torch']}.", "",
+        cpu = f" {run['cpu']}." if run.get("cpu") else ""
+        lines += [f"## {label}", "", f"{run['date']}, Python {run['python']}, PyTorch {run['torch']}.{cpu}", "",
                   "| notebook | device | time (s) | status | results checked |", "|---|---|---|---|---|"]
         for name, nb in sorted(run["notebooks"].items()):
             status = "ok" if nb["ok"] else f"failed: {nb['error']}"
@@ -121,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     all_runs = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
     previous = all_runs.get(label, {}).get("notebooks", {})
     all_runs[label] = {"date": dt.date.today().isoformat(), "python": platform.python_version(),
-                       "torch": torch.__version__, "notebooks": {**previous, **runs}}
+                       "torch": torch.__version__, "cpu": cpu_name(), "notebooks": {**previous, **runs}}
     RESULTS_JSON.write_text(json.dumps(all_runs, indent=1, sort_keys=True) + "\n")
     RESULTS_MD.write_text(render(all_runs))
     print(f"wrote {RESULTS_JSON.relative_to(ROOT)} and {RESULTS_MD.relative_to(ROOT)}")
