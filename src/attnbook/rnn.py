@@ -150,9 +150,9 @@ class Seq2Seq(nn.Module):
             weights = None
         else:  # Bahdanau: attend with s_{t-1}, then update the state with the context c_t
             h, hs, contexts, all_w = memory["h0"], [], [], []
-            for t in range(T):
+            for emb_t in emb.unbind(1):  # one (B, E) view per step (its backward: one stack, not T slices)
                 context, w = self._attend(h, memory)
-                h = self.cell(torch.cat([emb[:, t], context], dim=-1), h)
+                h = self.cell(torch.cat([emb_t, context], dim=-1), h)
                 hs.append(h)
                 contexts.append(context)
                 all_w.append(w)
