@@ -16,6 +16,7 @@ import sys
 import sysconfig
 import tomllib
 import zipfile
+from functools import cache
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -58,9 +59,15 @@ def _imports(path: Path) -> tuple[set[str], set[str]]:
     return module_level, nested
 
 
+@cache
+def _distributions() -> dict[str, list[str]]:
+    """Import name -> installed distributions; read once (it scans every installed package's metadata)."""
+    return packages_distributions()
+
+
 def _third_party(names: set[str]) -> dict[str, set[str]]:
     stdlib = set(sys.stdlib_module_names)
-    dists = packages_distributions()
+    dists = _distributions()
     found = {}
     for name in names - stdlib - {"attnbook", "__future__"}:
         found[name] = {d.lower().replace("_", "-") for d in dists.get(name, [name])}
